@@ -1,0 +1,8 @@
+"""MyTorch: a small reverse-mode autograd engine on NumPy, built as a linear tape."""
+from mytorch import nn, optim
+from mytorch.autograd_engine import Autograd, Operation, UnusedOperationWarning
+from mytorch.gradcheck import gradcheck
+from mytorch.utils import GradientBuffer
+
+__version__ = "0.1.0"
+__all__ = ["Autograd", "Operation", "GradientBuffer", "UnusedOperationWarning", "gradcheck", "nn", "optim"]

@@ -1,0 +1,110 @@
+"""GradientBuffer: the gradients of the arrays an engine tracks itself."""
+import numpy as np
+
+
+def gradient_dtype(array):
+    """The dtype a gradient of ``array`` is kept in: its own float dtype, else float64."""
+    return array.dtype if array.dtype.kind == "f" else np.dtype(np.float64)
+
+
+class _Slot:
+    """One buffer entry: the array (kept alive), its gradient so far, and whether we own it."""
+
+    __slots__ = ("array", "grad", "owned")
+
+    def __init__(self, array):
+        self.array = array  # holding the array keeps id(array) from being reused
+        self.grad = None  # None until the first gradient arrives
+        self.owned = False  # True once ``grad`` is an array only this slot refers to
+
+
+class GradientBuffer:
+    """Gradients of intermediate arrays, keyed by the array object's identity.
+
+    ``memory`` maps ``id(array)`` to a slot that also holds the array itself, so the
+    id cannot be reused by another array while the entry lives, and two views of
+    one block of memory are two different entries.
+    """
+
+    def __init__(self):
+        self.memory = {}
+
+    @staticmethod
+    def get_memory_loc(np_array):
+        """The key of ``np_array``: its identity, not its data pointer."""
+        return id(np_array)
+
+    def is_in_memory(self, np_array):
+        return id(np_array) in self.memory
+
+    def add_spot(self, np_array):
+        """Make a (zero) gradient spot for ``np_array`` unless it has one."""
+        if id(np_array) not in self.memory:
+            self.memory[id(np_array)] = _Slot(np_array)
+
+    def _slot(self, np_array, action):
+        slot = self.memory.get(id(np_array))
+        if slot is None:
+            raise ValueError(
+                f"GradientBuffer.{action}: the array of shape {np.shape(np_array)} has no spot "
+                "in the buffer (add_spot it first; views and copies are different arrays)"
+            )
+        return slot
+
+    def update_param(self, np_array, gradient):
+        """Add ``gradient`` to the gradient of ``np_array``."""
+        slot = self._slot(np_array, "update_param")
+        if not isinstance(gradient, np.ndarray):
+            raise TypeError(
+                f"GradientBuffer.update_param: gradient must be a numpy.ndarray, "
+                f"got {type(gradient).__name__}"
+            )
+        if gradient.shape != np_array.shape:
+            raise ValueError(
+                f"GradientBuffer.update_param: gradient shape {gradient.shape} differs from "
+                f"the array's shape {np_array.shape}"
+            )
+        dtype = gradient_dtype(np_array)
+        if slot.grad is None:
+            # Store without copying; the array may be shared (e.g. a primitive that
+            # returned grad_output itself), so it is copied on the first accumulation.
+            slot.grad = gradient if gradient.dtype == dtype else gradient.astype(dtype)
+            slot.owned = gradient.dtype != dtype
+        elif slot.owned:
+            slot.grad += gradient
+        else:
+            slot.grad = np.add(slot.grad, gradient, dtype=dtype)
+            slot.owned = True
+
+    def has_gradient(self, np_array):
+        """True once some gradient has been added for ``np_array``."""
+        slot = self.memory.get(id(np_array))
+        return slot is not None and slot.grad is not None
+
+    def get_param(self, np_array):
+        """The gradient of ``np_array`` (zeros if its spot received nothing yet)."""
+        slot = self._slot(np_array, "get_param")
+        if slot.grad is None:
+            slot.grad = np.zeros(np_array.shape, dtype=gradient_dtype(np_array))
+            slot.owned = True
+        return slot.grad
+
+    def set_param(self, np_array, gradient):
+        """Replace the gradient of ``np_array``."""
+        slot = self._slot(np_array, "set_param")
+        if not isinstance(gradient, np.ndarray) or gradient.shape != np_array.shape:
+            raise ValueError(
+                f"GradientBuffer.set_param: expected an array of shape {np_array.shape}, "
+                f"got {type(gradient).__name__} of shape {np.shape(gradient)}"
+            )
+        slot.grad = gradient
+        slot.owned = False
+
+    def clear(self):
+        self.memory.clear()
+
+    def __len__(self):
+        return len(self.memory)
+
+    def __repr__(self):
+        return f"GradientBuffer({len(self.memory)} arrays)"
