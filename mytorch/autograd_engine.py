@@ -151,8 +151,35 @@ class Autograd:
 
     def _check_operation(self, inputs, output, gradients_to_update, backward_operation):
         """Raise TypeError/ValueError naming the operation if its arguments are wrong."""
-        index = len(self.operation_list)
-        where = self._where(index, backward_operation)
+        ok = (
+            not self._backward_done
+            and type(inputs) in (list, tuple)
+            and type(gradients_to_update) in (list, tuple)
+            and len(inputs) == len(gradients_to_update)
+            and isinstance(output, np.ndarray)
+            and id(output) not in self._outputs
+            and callable(backward_operation)
+        )
+        if ok:
+            for array, target in zip(inputs, gradients_to_update):
+                if not (
+                    isinstance(array, np.ndarray)
+                    and array.dtype.kind in _NUMERIC_KINDS
+                    and array is not output
+                    and (target is None or (
+                        isinstance(target, np.ndarray)
+                        and target.shape == array.shape
+                        and target.dtype.kind == "f"
+                        and target.flags.writeable
+                    ))
+                ):
+                    ok = False
+                    break
+        if not ok:  # find the first problem and describe it
+            self._raise_bad_operation(inputs, output, gradients_to_update, backward_operation)
+
+    def _raise_bad_operation(self, inputs, output, gradients_to_update, backward_operation):
+        where = self._where(len(self.operation_list), backward_operation)
         if self._backward_done:
             raise ValueError(
                 f"add_operation: cannot record {where}: backward() already ran on this tape; "
@@ -168,7 +195,7 @@ class Autograd:
                 "entries in gradients_to_update (one per input, None to use the buffer)"
             )
         for i, (array, target) in enumerate(zip(inputs, gradients_to_update)):
-            if type(array) is not np.ndarray and not isinstance(array, np.ndarray):
+            if not isinstance(array, np.ndarray):
                 raise TypeError(
                     f"add_operation: input {i} of {where} is a {type(array).__name__}, not a "
                     "numpy.ndarray (wrap constants with np.asarray; pass axis, shape, index "
@@ -184,47 +211,54 @@ class Autograd:
                     f"add_operation: the output of {where} is the same array object as input {i}; "
                     "return a new array (e.g. x.view()) so the two get separate gradients"
                 )
-            if target is not None:
-                if not isinstance(target, np.ndarray) or target.shape != array.shape:
-                    raise ValueError(
-                        f"add_operation: gradients_to_update[{i}] of {where} has shape "
-                        f"{np.shape(target)}, but input {i} has shape {array.shape}"
-                    )
-                if target.dtype.kind != "f" or not target.flags.writeable:
-                    raise ValueError(
-                        f"add_operation: gradients_to_update[{i}] of {where} must be a writeable "
-                        f"float array (got dtype {target.dtype}, writeable={target.flags.writeable})"
-                    )
+            if target is None:
+                continue
+            if not isinstance(target, np.ndarray) or target.shape != array.shape:
+                raise ValueError(
+                    f"add_operation: gradients_to_update[{i}] of {where} has shape "
+                    f"{np.shape(target)}, but input {i} has shape {array.shape}"
+                )
+            if target.dtype.kind != "f" or not target.flags.writeable:
+                raise ValueError(
+                    f"add_operation: gradients_to_update[{i}] of {where} must be a writeable "
+                    f"float array (got dtype {target.dtype}, writeable={target.flags.writeable})"
+                )
         if not isinstance(output, np.ndarray):
             raise TypeError(
                 f"add_operation: the output of {where} is a {type(output).__name__}, not a "
                 "numpy.ndarray (NumPy reductions return scalars: wrap them with np.asarray)"
             )
-        if id(output) in self._outputs:
-            raise ValueError(
-                f"add_operation: the output of {where} (shape {output.shape}) is already the "
-                "output of an earlier operation; every operation must produce a new array"
-            )
+        raise ValueError(
+            f"add_operation: the output of {where} (shape {output.shape}) is already the "
+            "output of an earlier operation; every operation must produce a new array"
+        )
 
     def _freeze(self, inputs, output):
         """Make recorded arrays, and the arrays they view, read-only until backward."""
         self._outputs.add(id(output))
-        frozen = self._frozen
         for array in (*inputs, output):
-            for a in (array, array.base):
-                if isinstance(a, np.ndarray) and a.flags.writeable:
-                    a.flags.writeable = False
-                    frozen.append(a)
+            if array.flags.writeable:
+                array.setflags(write=False)
+                self._frozen.append(array)
+            base = array.base
+            if isinstance(base, np.ndarray) and base.flags.writeable:
+                base.setflags(write=False)
+                self._frozen.append(base)
 
     def _thaw(self):
         """Make writeable again every array ``_freeze`` made read-only."""
-        # Owners first: a view can only become writeable once its base is.
-        for a in sorted(self._frozen, key=lambda a: a.base is not None):
+        frozen, self._frozen = self._frozen, []
+        retry = []
+        for array in frozen:
             try:
-                a.flags.writeable = True
+                array.setflags(write=True)
+            except ValueError:  # a view whose base is still read-only: retry after the others
+                retry.append(array)
+        for array in retry:
+            try:
+                array.setflags(write=True)
             except ValueError:  # its base was made read-only by someone else
                 pass
-        self._frozen = []
 
     def _check_backward(self):
         if not self.operation_list:
@@ -241,6 +275,8 @@ class Autograd:
     def _divergence_gradient(self, index, operation, divergence):
         """The upstream gradient of the last operation: divergence broadcast to its output."""
         output = operation.output
+        if isinstance(divergence, (int, float)):
+            return np.full(output.shape, divergence, dtype=gradient_dtype(output))
         try:
             grad = np.broadcast_to(np.asarray(divergence, dtype=gradient_dtype(output)), output.shape)
         except (ValueError, TypeError) as error:

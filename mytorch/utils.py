@@ -39,22 +39,22 @@ class GradientBuffer:
 
     def add_spot(self, np_array):
         """Make a (zero) gradient spot for ``np_array`` unless it has one."""
-        if id(np_array) not in self.memory:
-            self.memory[id(np_array)] = _Slot(np_array)
+        key = id(np_array)
+        if key not in self.memory:
+            self.memory[key] = _Slot(np_array)
 
-    def _slot(self, np_array, action):
-        slot = self.memory.get(id(np_array))
-        if slot is None:
-            raise ValueError(
-                f"GradientBuffer.{action}: the array of shape {np.shape(np_array)} has no spot "
-                "in the buffer (add_spot it first; views and copies are different arrays)"
-            )
-        return slot
+    def _missing(self, np_array, action):
+        return ValueError(
+            f"GradientBuffer.{action}: the array of shape {np.shape(np_array)} has no spot "
+            "in the buffer (add_spot it first; views and copies are different arrays)"
+        )
 
     def update_param(self, np_array, gradient):
         """Add ``gradient`` to the gradient of ``np_array``."""
-        slot = self._slot(np_array, "update_param")
-        if not isinstance(gradient, np.ndarray):
+        slot = self.memory.get(id(np_array))
+        if slot is None:
+            raise self._missing(np_array, "update_param")
+        if type(gradient) is not np.ndarray and not isinstance(gradient, np.ndarray):
             raise TypeError(
                 f"GradientBuffer.update_param: gradient must be a numpy.ndarray, "
                 f"got {type(gradient).__name__}"
@@ -64,17 +64,18 @@ class GradientBuffer:
                 f"GradientBuffer.update_param: gradient shape {gradient.shape} differs from "
                 f"the array's shape {np_array.shape}"
             )
-        dtype = gradient_dtype(np_array)
+        dtype = np_array.dtype if np_array.dtype.kind == "f" else np.float64
         if slot.grad is None:
-            # Store without copying; the array may be shared (e.g. a primitive that
+            # Stored without copying: the array may be shared (e.g. a primitive that
             # returned grad_output itself), so it is copied on the first accumulation.
-            slot.grad = gradient if gradient.dtype == dtype else gradient.astype(dtype)
-            slot.owned = gradient.dtype != dtype
+            if gradient.dtype == dtype:
+                slot.grad = gradient
+            else:
+                slot.grad, slot.owned = gradient.astype(dtype), True
         elif slot.owned:
             slot.grad += gradient
         else:
-            slot.grad = np.add(slot.grad, gradient, dtype=dtype)
-            slot.owned = True
+            slot.grad, slot.owned = np.add(slot.grad, gradient, dtype=dtype), True
 
     def has_gradient(self, np_array):
         """True once some gradient has been added for ``np_array``."""
@@ -83,7 +84,9 @@ class GradientBuffer:
 
     def get_param(self, np_array):
         """The gradient of ``np_array`` (zeros if its spot received nothing yet)."""
-        slot = self._slot(np_array, "get_param")
+        slot = self.memory.get(id(np_array))
+        if slot is None:
+            raise self._missing(np_array, "get_param")
         if slot.grad is None:
             slot.grad = np.zeros(np_array.shape, dtype=gradient_dtype(np_array))
             slot.owned = True
@@ -91,7 +94,9 @@ class GradientBuffer:
 
     def set_param(self, np_array, gradient):
         """Replace the gradient of ``np_array``."""
-        slot = self._slot(np_array, "set_param")
+        slot = self.memory.get(id(np_array))
+        if slot is None:
+            raise self._missing(np_array, "set_param")
         if not isinstance(gradient, np.ndarray) or gradient.shape != np_array.shape:
             raise ValueError(
                 f"GradientBuffer.set_param: expected an array of shape {np_array.shape}, "
