@@ -61,7 +61,9 @@ class Autograd:
     Several engines may exist at once; each has its own tape and buffer.
     While an array is recorded on the tape it (and the array it is a view of) is
     made read-only, so it cannot change before ``backward`` uses it; ``backward``
-    and ``zero_grad`` make it writeable again.
+    and ``zero_grad`` make it writeable again. An array that was already
+    read-only for another reason (another engine, the user) is copied instead,
+    and ``backward`` raises if it changed.
     """
 
     def __init__(self):
@@ -69,7 +71,8 @@ class Autograd:
         self.gradient_buffer = GradientBuffer()
         self._paused = 0  # depth of nested no_grad() blocks
         self._outputs = set()  # ids of recorded outputs (each array is produced once)
-        self._frozen = []  # arrays this engine made read-only
+        self._frozen = {}  # id -> array this engine made read-only
+        self._snapshots = {}  # id -> (array, its bytes, where recorded) for arrays read-only already
         self._backward_done = False
 
     # ------------------------------------------------------------------ recording
@@ -142,6 +145,7 @@ class Autograd:
         self.gradient_buffer.clear()
         self.operation_list = []
         self._outputs = set()
+        self._snapshots = {}
         self._backward_done = False
 
     # ------------------------------------------------------------------ helpers
@@ -153,8 +157,8 @@ class Autograd:
         """Raise TypeError/ValueError naming the operation if its arguments are wrong."""
         ok = (
             not self._backward_done
-            and type(inputs) in (list, tuple)
-            and type(gradients_to_update) in (list, tuple)
+            and isinstance(inputs, (list, tuple))
+            and isinstance(gradients_to_update, (list, tuple))
             and len(inputs) == len(gradients_to_update)
             and isinstance(output, np.ndarray)
             and id(output) not in self._outputs
@@ -178,6 +182,9 @@ class Autograd:
         if not ok:  # find the first problem and describe it
             self._raise_bad_operation(inputs, output, gradients_to_update, backward_operation)
 
+    def _describe(self, inputs, output):
+        return f"(inputs: [{_shape_list(inputs)}], output: {np.shape(output)})"
+
     def _raise_bad_operation(self, inputs, output, gradients_to_update, backward_operation):
         where = self._where(len(self.operation_list), backward_operation)
         if self._backward_done:
@@ -192,7 +199,8 @@ class Autograd:
         if len(inputs) != len(gradients_to_update):
             raise ValueError(
                 f"add_operation: {where} has {len(inputs)} inputs but {len(gradients_to_update)} "
-                "entries in gradients_to_update (one per input, None to use the buffer)"
+                "entries in gradients_to_update (one per input, None to use the buffer) "
+                f"{self._describe(inputs, output)}"
             )
         for i, (array, target) in enumerate(zip(inputs, gradients_to_update)):
             if not isinstance(array, np.ndarray):
@@ -236,18 +244,29 @@ class Autograd:
     def _freeze(self, inputs, output):
         """Make recorded arrays, and the arrays they view, read-only until backward."""
         self._outputs.add(id(output))
-        for array in (*inputs, output):
-            if array.flags.writeable:
-                array.setflags(write=False)
-                self._frozen.append(array)
-            base = array.base
-            if isinstance(base, np.ndarray) and base.flags.writeable:
-                base.setflags(write=False)
-                self._frozen.append(base)
+        index = len(self.operation_list) - 1
+        for position, array in enumerate(inputs):
+            self._freeze_array(array, index, position)
+        self._freeze_array(output, index, None)
+
+    def _freeze_array(self, array, index, position):
+        base = array.base
+        if isinstance(base, np.ndarray):
+            self._freeze_array(base, index, position)
+        key = id(array)
+        if key in self._frozen or key in self._snapshots:
+            return
+        if array.flags.writeable:
+            array.setflags(write=False)
+            self._frozen[key] = array
+        elif isinstance(base, np.ndarray) and id(base) in self._frozen:
+            self._frozen[key] = array  # a view made read-only by freezing its base
+        else:  # read-only already: someone else may make it writeable, so remember its bytes
+            self._snapshots[key] = (array, array.tobytes(), index, position)
 
     def _thaw(self):
         """Make writeable again every array ``_freeze`` made read-only."""
-        frozen, self._frozen = self._frozen, []
+        frozen, self._frozen = list(self._frozen.values()), {}
         retry = []
         for array in frozen:
             try:
@@ -271,6 +290,16 @@ class Autograd:
                 "backward: backward() already ran on this tape and its arrays are writeable "
                 "again; call zero_grad() and run the forward pass again"
             )
+        for array, saved, index, position in self._snapshots.values():
+            if array.tobytes() != saved:
+                what = "the output" if position is None else f"input {position}"
+                where = self._where(index, self.operation_list[index].backward_operation)
+                raise ValueError(
+                    f"backward: {what} of {where} (shape {array.shape}) changed after it was "
+                    "recorded, so its gradients would be wrong; it was read-only when recorded "
+                    "and something (another engine's backward?) made it writeable; call "
+                    "zero_grad() and run the forward pass again"
+                )
 
     def _divergence_gradient(self, index, operation, divergence):
         """The upstream gradient of the last operation: divergence broadcast to its output."""
@@ -296,20 +325,21 @@ class Autograd:
                 error.add_note(f"(in backward of {self._where(index, operation.backward_operation)})")
             raise
         if type(gradients) is not tuple:
-            if isinstance(gradients, np.ndarray) and len(inputs) == 1:
-                gradients = (gradients,)
-            elif isinstance(gradients, list):
+            if isinstance(gradients, list):
                 gradients = tuple(gradients)
+            elif len(inputs) == 1:  # a lone gradient for a lone input
+                gradients = (gradients,)
             else:
                 raise TypeError(
                     f"backward: {self._where(index, operation.backward_operation)} returned a "
                     f"{type(gradients).__name__}; a primitive returns a tuple with one gradient "
-                    f"per input ({len(inputs)})"
+                    f"per input ({len(inputs)}) {self._describe(inputs, operation.output)}"
                 )
         if len(gradients) != len(inputs):
             raise ValueError(
                 f"backward: {self._where(index, operation.backward_operation)} returned "
-                f"{len(gradients)} gradients for {len(inputs)} inputs"
+                f"{len(gradients)} gradients for {len(inputs)} inputs "
+                f"{self._describe(inputs, operation.output)}"
             )
         for i, (grad, array) in enumerate(zip(gradients, inputs)):
             if type(grad) is not np.ndarray or grad.shape != array.shape:
@@ -330,17 +360,17 @@ class Autograd:
         if grad.shape != array.shape:
             raise ValueError(
                 f"backward: {where} returned gradient {i} of shape {grad.shape}, but input {i} "
-                f"has shape {array.shape} (inputs: [{_shape_list(operation.inputs)}], output: "
-                f"{operation.output.shape}); undo broadcasting with unbroadcast()"
+                f"has shape {array.shape} {self._describe(operation.inputs, operation.output)}; "
+                "undo broadcasting with unbroadcast()"
             )
         return gradients[:i] + (grad,) + gradients[i + 1:]
 
     def _warn_unused(self, index, operation):
         warnings.warn(
             f"backward: {self._where(index, operation.backward_operation)} with output "
-            f"{operation.output.shape} received no gradient (no later recorded operation used "
-            "its output; a copy or an unrecorded computation may have broken the chain); "
-            "its backward was skipped",
+            f"{operation.output.shape} received no gradient in the buffer: no later recorded "
+            "operation used its output with a buffer spot (a copy or an unrecorded computation "
+            "may have broken the chain); its backward was skipped",
             UnusedOperationWarning,
             stacklevel=3,
         )

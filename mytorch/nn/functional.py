@@ -178,6 +178,8 @@ def neg_backward(grad_output, a):
 
 def pow_backward(grad_output, a, exponent):
     """out = a ** exponent, for a scalar ``exponent`` (a keyword option, not an input)."""
+    if exponent == 0:  # a ** -1 would turn 0 * inf into nan at a == 0
+        return (np.zeros_like(grad_output),)
     return (grad_output * (exponent * a ** (exponent - 1)),)
 
 
@@ -211,7 +213,7 @@ def transpose_backward(grad_output, a, axes=None):
     """out = np.transpose(a, axes)."""
     if axes is None:
         return (np.transpose(grad_output),)
-    return (np.transpose(grad_output, np.argsort(axes)),)
+    return (np.transpose(grad_output, np.argsort([axis % a.ndim for axis in axes])),)
 
 
 def reshape_backward(grad_output, a, shape=None):
