@@ -1,0 +1,438 @@
+"""The autograder: full marks for the reference, exact costs for wrong formulas and hostile code.
+
+Every corpus submission is the reference with one patch (a wrong formula, or an
+attack); the whole corpus is graded once, two submissions at a time, by a
+module-scoped fixture, and each test asserts on its report: the attacked tests
+lose their points with the expected status, every other test keeps full marks.
+"""
+import concurrent.futures
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+
+from autograder import grading, probes, report, submission
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "autograder", "runner.py")
+AS_ROOT = os.geteuid() == 0
+FAST = grading.Options(timeout=2.0)  # the reference needs milliseconds per test
+PUBLIC = grading.select_tests()
+PUBLIC_NAMES = [t.name for t in PUBLIC]
+F = "mytorch/nn/functional.py"
+
+
+def reference_files():
+    files, notes = submission.read_submission(ROOT)
+    assert not notes
+    return files
+
+
+def patched(patches):
+    """The reference submission with each (file, old, new) applied; ``old`` must occur exactly once."""
+    files = reference_files()
+    for relpath, old, new in patches:
+        text = files[relpath].decode()
+        assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {relpath}"
+        files[relpath] = text.replace(old, new).encode()
+    return files
+
+
+def write_tree(folder, files):
+    for relpath, data in files.items():
+        path = os.path.join(folder, *relpath.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    return folder
+
+
+def inject(relpath, anchor, code):
+    """A patch putting ``code`` (one line per list item) before ``anchor``, at the anchor's indentation."""
+    indent = anchor[: len(anchor) - len(anchor.lstrip())]
+    return (relpath, anchor, "".join(f"{indent}{line}\n" for line in code) + anchor)
+
+
+def grade_all(folders, options=FAST, tests=PUBLIC):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(grading.grade, path, tests, options) for name, path in folders.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def by_name(rep):
+    return {r.name: r for r in rep.results if not r.hidden}
+
+
+# --------------------------------------------------------------------- the corpus
+# One plausible wrong formula per solution block: (file, old, new).
+WRONG = {
+    "sub_backward": (F, "unbroadcast(-grad_output, b.shape)", "unbroadcast(grad_output, b.shape)"),  # sign
+    "mul_backward": (F, "return unbroadcast(grad_output * b, a.shape), unbroadcast(grad_output * a, b.shape)",
+                     "return grad_output * b, grad_output * a"),  # no unbroadcast
+    "div_backward": (F, "unbroadcast(-grad_a * a / b, b.shape)", "unbroadcast(grad_a * a / b, b.shape)"),  # sign
+    "matmul_backward": (F, "return grad_output @ b.T, a.T @ grad_output", "return grad_output @ b.T, grad_output.T @ a"),
+    "outer_backward": (F, "grad_b = a.ravel() @ grad_output", "grad_b = grad_output.sum(axis=0)"),
+    "log_backward": (F, "return (grad_output / a,)", "return (grad_output * a,)"),
+    "exp_backward": (F, "return (grad_output * out,)", "return ((grad_output * out).astype(np.float32),)"),
+    "sum_backward": (F, "grad = _expand_reduced(grad_output, axis, keepdims)\n    return (np.broadcast_to",
+                     "grad = grad_output\n    return (np.broadcast_to"),  # axis not re-inserted
+    "max_backward": (F, "return (winners * (grad / count),)", "return (winners * grad,)"),  # ties not shared
+    "SoftmaxCrossEntropy_backward": (F, "scale = grad_output / y_hat.shape[0]", "scale = grad_output"),  # no batch mean
+    "Autograd.add_operation": ("mytorch/autograd_engine.py", "            if target is None:\n                self.gradient_buffer.add_spot",
+                               "            if target is not None:\n                self.gradient_buffer.add_spot"),
+    "Autograd.backward": ("mytorch/autograd_engine.py", "self.gradient_buffer.update_param(array, grad)",
+                          "self.gradient_buffer.set_param(array, grad)"),  # no accumulation
+    "Linear.forward": ("mytorch/nn/modules/linear.py", "[y, self.b], out, [None, self.db]", "[y, self.b], out, [None, None]"),
+    "Sigmoid.forward": ("mytorch/nn/modules/activation.py", "self.state = stable_sigmoid(x)", "self.state = 1 / (1 + np.exp(x))"),
+    "Tanh.forward": ("mytorch/nn/modules/activation.py", "self.state = np.tanh(x)", "self.state = np.tanh(x).astype(np.float32)"),
+    "ReLU.forward": ("mytorch/nn/modules/activation.py", "self.state = np.maximum(x, 0)", "self.state = np.abs(x)"),
+    "MSELoss.forward": ("mytorch/nn/modules/loss.py", "mean = np.asarray(np.mean(squared))", "mean = np.asarray(np.sum(squared))"),
+    "SoftmaxCrossEntropy.forward": ("mytorch/nn/modules/loss.py", "-np.sum(y * log_softmax) / y_hat.shape[0]",
+                                    "-np.sum(y * log_softmax)"),
+    "MLP.forward": ("hw/mlp.py", "out = activation(linear(out))", "out = linear(out)"),
+    "MLP.zero_grads": ("hw/mlp.py", "layer.dW.fill(0.0)", "pass"),
+    "MLP.step": ("hw/mlp.py", "layer.W += layer.momentum_W", "layer.W -= layer.momentum_W"),
+    "MLP.total_loss": ("hw/mlp.py", "return float(batch_mean[0]) * len(labels)", "return float(batch_mean[0])"),
+    "get_training_stats": ("hw/mlp.py", "            mlp.zero_grads()\n            mlp.forward(x)",
+                           "            mlp.forward(x)"),
+}
+
+HIDDEN_NPZ = grading.HIDDEN + ".npz"
+LOG = "    return (grad_output / a,)\n"
+EXP = "    return (grad_output * out,)\n"
+SUM = "    grad = _expand_reduced(grad_output, axis, keepdims)\n    return (np.broadcast_to"
+MAX = "    return (winners * (grad / count),)\n"
+OUTER = "    grad_a = grad_output @ b.ravel()\n"
+DIV = "    grad_a = grad_output / b\n"
+MUL = "    return unbroadcast(grad_output * b, a.shape), unbroadcast(grad_output * a, b.shape)\n"
+SUB = "    return unbroadcast(grad_output, a.shape), unbroadcast(-grad_output, b.shape)\n"
+MATMUL = "    if a.ndim == 2 and b.ndim == 2:\n"
+FUNCTIONAL = [n for n in PUBLIC_NAMES if n.startswith("functional/")]
+MLP = [n for n in PUBLIC_NAMES if n.startswith("mlp/")]
+
+
+def users(*blocks):
+    """The public tests that run any of ``blocks``."""
+    return {t.name for t in PUBLIC if set(blocks) & set(t.uses)}
+
+
+def linger_file(tmp):
+    """Where the lingering attack writes its pid: /tmp, which the sandbox user can write."""
+    return f"/tmp/mytorch-linger-{os.getpid()}-{tmp.name}.pid"
+
+
+def hostile(tmp):
+    """name -> (patches, attacked tests, their expected status, needs root)."""
+    out_dir = str(tmp / "out")
+    return {
+        "endless loop": ([inject(F, LOG, ["while True:", "    pass"])], users("log_backward"), "timeout", False),
+        "huge allocation": ([inject(F, OUTER, ["np.ones((1 << 40,))"])], users("outer_backward"), "out of memory", False),
+        "sys.exit in a primitive": ([inject(F, EXP, ["import sys", "sys.exit(0)"])], users("exp_backward"), "error", False),
+        "sys.exit at import of hw/mlp.py": (
+            [("hw/mlp.py", "import numpy as np\n", "import sys\nimport numpy as np\nsys.exit(0)\n")],
+            set(MLP), "error", False),
+        "syntax error in hw/mlp.py": ([("hw/mlp.py", "import numpy as np\n", "import numpy as np\ndef broken(:\n")],
+                                      set(MLP), "error", False),
+        "os._exit": ([inject(F, SUM, ["import os", "os._exit(0)"])], users("sum_backward"), "error", False),
+        "segfault": ([inject(F, MAX, ["import ctypes", "ctypes.string_at(0)"])], users("max_backward"), "error", False),
+        "kill the parent": ([inject(F, SUB, ["import os, signal", "os.kill(os.getppid(), signal.SIGKILL)"])],
+                            users("sub_backward"), "error", False),
+        "kill the parent and linger in a new session": (
+            [inject(F, OUTER, ["import os, signal, time", f"open({linger_file(tmp)!r}, 'w').write(str(os.getpid()))",
+                               "os.setsid()", "os.kill(os.getppid(), signal.SIGKILL)", "time.sleep(600)"])],
+            users("outer_backward"), "error", False),
+        "fork bomb": ([inject(F, MUL, ["import os", "while True:", "    os.fork()"])], users("mul_backward"), "error", False),
+        "forged output and fake results files": (
+            [inject(F, DIV, ["print('Total: 100/100')", "print('{\"scores\": {\"functional\": 1000}}')",
+                             "open('results.json', 'w').write('{\"score\": 1000}')",
+                             f"open({os.path.join(out_dir, 'results.json')!r}, 'w').write('{{\"score\": 1000}}')",
+                             f"open({os.path.join(out_dir, 'gradebook.csv')!r}, 'w').write('forged,1000')"])],
+            users("div_backward"), "error", True),
+        "monkeypatched numpy.allclose and numpy.testing, wrong sign": (
+            [inject(F, SUB, ["np.allclose = lambda *a, **k: True", "np.testing.assert_allclose = lambda *a, **k: None",
+                             "np.array_equal = lambda *a, **k: True"]), WRONG["sub_backward"]],
+            {"functional/sub_backward"}, "failed", False),
+        "monkeypatched probe module at import": (
+            [(F, "import numpy as np\n", "import numpy as np\nimport sys\n"
+                                         "if 'autograder.probes' in sys.modules:\n"
+                                         "    sys.modules['autograder.probes'].PROBES['primitive'] = "
+                                         "lambda sub, arrays, params, out: out.update(grad0=np.zeros(1))\n")],
+            set(FUNCTIONAL), "failed", False),
+        "reads the hidden tests": ([inject(F, EXP, [f"open({HIDDEN_NPZ!r}, 'rb').read(1)"])], users("exp_backward"),
+                                   "error", True),
+        "reads the reference solution": (
+            [inject(F, LOG, [f"open({os.path.join(ROOT, 'mytorch', 'utils.py')!r}).read(1)"])], users("log_backward"),
+            "error", True),
+        "writes the grader": ([inject(F, MATMUL, [f"open({os.path.join(ROOT, 'autograder', 'grading.py')!r}, 'a')"])],
+                              users("matmul_backward"), "error", True),
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Grade the reference, every wrong formula and every attack once; name -> Report."""
+    tmp = tmp_path_factory.mktemp("corpus")
+    (tmp / "out").mkdir()
+    folders = {"reference": ROOT}
+    for block, patch in WRONG.items():
+        folders[f"wrong {block}"] = write_tree(str(tmp / f"wrong-{len(folders)}"), patched([patch]))
+    attacks = hostile(tmp)
+    for name, (patches, _, _, _) in attacks.items():
+        folders[name] = write_tree(str(tmp / f"attack-{len(folders)}"), patched(patches))
+    reports = grade_all(folders)
+    reports["hidden reference"] = grading.grade(ROOT, grading.select_tests(hidden=True), FAST)
+    return {"tmp": tmp, "reports": reports, "attacks": attacks}
+
+
+def test_reference_scores_full_marks_on_public_and_hidden_tests(corpus):
+    public = corpus["reports"]["reference"]
+    assert public.error is None and public.total() == 100 == public.max_total()
+    both = corpus["reports"]["hidden reference"]
+    assert both.total(hidden=False) == 100
+    assert both.total(hidden=True) == both.max_total(hidden=True) > 0
+    assert {r.status for r in both.results} == {"passed"}
+
+
+@pytest.mark.parametrize("block", sorted(WRONG))
+def test_a_wrong_formula_loses_its_tests_points_and_nothing_else(corpus, block):
+    rep = corpus["reports"][f"wrong {block}"]
+    results = by_name(rep)
+    users = {t.name for t in PUBLIC if block in t.uses}
+    assert users, f"no public test uses {block}"
+    lost = {name for name, r in results.items() if r.score < r.points}
+    assert lost and lost <= users, f"lost {sorted(lost)}; tests using {block}: {sorted(users)}"
+    own = f"functional/{block}"
+    if own in results:
+        assert own in lost
+    for name in lost:
+        assert results[name].status in ("failed", "error") and results[name].feedback
+
+
+@pytest.mark.parametrize("attack", [
+    "endless loop", "huge allocation", "sys.exit in a primitive", "sys.exit at import of hw/mlp.py",
+    "syntax error in hw/mlp.py", "os._exit",
+    "segfault", "kill the parent", "kill the parent and linger in a new session", "fork bomb", "forged output and fake results files",
+    "monkeypatched numpy.allclose and numpy.testing, wrong sign", "monkeypatched probe module at import",
+    "reads the hidden tests", "reads the reference solution", "writes the grader"])
+def test_an_attack_costs_exactly_the_attacked_tests(corpus, attack):
+    _, attacked, status, needs_root = corpus["attacks"][attack]
+    if needs_root and not AS_ROOT:
+        pytest.skip("the grader drops privileges only when it runs as root")
+    results = by_name(corpus["reports"][attack])
+    assert set(results) == set(PUBLIC_NAMES) and attacked
+    for name, r in results.items():
+        if name in attacked:
+            assert r.status == status and r.score < r.points, f"{name}: {r.status} {r.score}\n{r.feedback}"
+        else:
+            assert (r.status, r.score) == ("passed", r.points), f"{name}: {r.status}\n{r.feedback}"
+
+
+def test_attack_feedback_says_what_happened(corpus):
+    reports = corpus["reports"]
+    feedback = {name: by_name(reports[name]) for name in reports if name in corpus["attacks"]}
+    assert "within 2 s" in feedback["endless loop"]["functional/log_backward"].feedback
+    assert "MemoryError" in feedback["huge allocation"]["functional/outer_backward"].feedback
+    assert "sys.exit(0)" in feedback["sys.exit in a primitive"]["functional/exp_backward"].feedback
+    assert "segmentation fault" in feedback["segfault"]["functional/max_backward"].feedback
+    assert "sandbox process stopped" in feedback["kill the parent"]["functional/sub_backward"].feedback
+    assert "BlockingIOError" in feedback["fork bomb"]["functional/mul_backward"].feedback
+    assert re.search(r'File "hw/mlp.py", line \d+\n.*\n.*\nSyntaxError',
+                     feedback["syntax error in hw/mlp.py"]["mlp/step"].feedback)
+    if AS_ROOT:
+        for attack, test in (("reads the hidden tests", "functional/exp_backward"),
+                             ("reads the reference solution", "functional/log_backward"),
+                             ("writes the grader", "functional/matmul_backward")):
+            assert re.search(r"(PermissionError|FileNotFoundError): \[Errno", feedback[attack][test].feedback)
+        forged = feedback["forged output and fake results files"]["functional/div_backward"].feedback
+        assert "  | Total: 100/100" in forged and "PermissionError" in forged
+
+
+def test_a_test_that_leaves_its_process_group_is_killed_all_the_same(corpus):
+    with open(linger_file(corpus["tmp"])) as handle:
+        pid = int(handle.read())
+    os.unlink(linger_file(corpus["tmp"]))
+    state = "gone"
+    for _ in range(50):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        if state in ("gone", "Z"):
+            break
+        time.sleep(0.1)
+    assert state in ("gone", "Z")
+
+
+def test_without_a_mount_namespace_file_modes_still_hide_the_hidden_tests(tmp_path):
+    if not AS_ROOT:
+        pytest.skip("the grader drops privileges only when it runs as root")
+    folder = write_tree(str(tmp_path), patched([inject(F, EXP, [f"open({HIDDEN_NPZ!r}, 'rb').read(1)"])]))
+    options = grading.Options(timeout=2.0, hide_grader=False)
+    results = by_name(grading.grade(folder, [t for t in PUBLIC if "exp_backward" in t.uses], options))
+    assert "PermissionError: [Errno 13]" in results["functional/exp_backward"].feedback
+
+
+def test_fake_results_files_never_reach_the_output(corpus):
+    if not AS_ROOT:
+        pytest.skip("the output folder is protected from the tests only when the grader runs as root")
+    tmp = corpus["tmp"]
+    attack = [p for p in tmp.iterdir() if p.name.startswith("attack-")]
+    folder = next(p for p in attack if "print('Total: 100/100')" in (p / F).read_text())
+    results = tmp / "out" / "results.json"
+    run = subprocess.run([sys.executable, RUNNER, "--submission", str(folder), "--format", "gradescope",
+                          "--output", str(results), "--timeout", "2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    written = json.loads(results.read_text())
+    assert written["score"] == 96
+    assert not (tmp / "out" / "gradebook.csv").exists()
+    autolab = subprocess.run([sys.executable, RUNNER, "--submission", str(folder), "--format", "autolab",
+                              "--timeout", "2"], capture_output=True, text=True)
+    last = json.loads(autolab.stdout.strip().splitlines()[-1])
+    assert last["scores"]["functional"] == 36 and sum(last["scores"].values()) == 96
+
+
+def test_the_submissions_mytorch_is_the_one_imported(tmp_path):
+    # This process has the reference imported; a submission folder without it must not pick it up.
+    import mytorch  # noqa: F401
+
+    with pytest.raises(ImportError, match="not from the submission"):
+        probes.Submission(str(tmp_path))
+
+
+def test_a_submission_without_mytorch_is_refused(tmp_path):
+    (tmp_path / "hw").mkdir()
+    rep = grading.grade(str(tmp_path), PUBLIC, FAST)
+    assert rep.results == [] and "mytorch" in rep.error
+
+
+# --------------------------------------------------------------------- tarballs
+def add_member(archive, name, data=b"", kind=tarfile.REGTYPE, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
+    archive.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def test_unsafe_tarball_entries_are_ignored_and_the_rest_graded(tmp_path):
+    path = tmp_path / "handin.tar"
+    escape = tmp_path / "escaped.py"
+    with tarfile.open(path, "w") as archive:
+        for relpath, data in reference_files().items():
+            add_member(archive, relpath, data)
+        add_member(archive, "../escaped.py", b"print('escaped')")
+        add_member(archive, str(escape), b"print('absolute')")
+        add_member(archive, "mytorch/evil_link.py", kind=tarfile.SYMTYPE, link="/etc/passwd")
+        add_member(archive, "mytorch/evil_hard.py", kind=tarfile.LNKTYPE, link="mytorch/utils.py")
+        add_member(archive, "mytorch/evil_device.py", kind=tarfile.CHRTYPE)
+        add_member(archive, "mytorch/evil_fifo.py", kind=tarfile.FIFOTYPE)
+    files, notes = submission.read_tarball(str(path))
+    assert set(files) == set(reference_files())
+    assert len(notes) == 6 and all(note.startswith("ignored unsafe entry") for note in notes)
+    rep = grading.grade(str(path), PUBLIC, FAST)
+    assert rep.total() == 100 and rep.notes == notes
+    assert not escape.exists() and not (tmp_path.parent / "escaped.py").exists()
+
+
+def test_a_symlinked_solution_file_in_a_tarball_is_not_followed(tmp_path):
+    path = tmp_path / "handin.tar"
+    with tarfile.open(path, "w") as archive:
+        for relpath, data in reference_files().items():
+            if relpath != F:
+                add_member(archive, relpath, data)
+        add_member(archive, F, kind=tarfile.SYMTYPE, link=os.path.join(ROOT, F))
+    rep = grading.grade(str(path), PUBLIC, FAST)
+    assert rep.total() == 0 and {r.status for r in rep.results} == {"error"}
+    assert rep.results[0].feedback.startswith("importing your code failed:")
+
+
+def test_a_symlink_in_a_folder_submission_is_not_followed(tmp_path):
+    files = reference_files()
+    del files[F]
+    write_tree(str(tmp_path), files)
+    os.symlink(os.path.join(ROOT, F), tmp_path / F)
+    read, notes = submission.read_folder(str(tmp_path))
+    assert F not in read and notes == [f"ignored {F}: not a regular file"]
+
+
+# --------------------------------------------------------------------- output formats
+def test_gradescope_results_validate_against_the_schema(corpus):
+    jsonschema = pytest.importorskip("jsonschema")
+    with open(os.path.join(ROOT, "autograder", "gradescope_results.schema.json")) as handle:
+        schema = json.load(handle)
+    jsonschema.Draft7Validator.check_schema(schema)
+    full = report.gradescope_results(corpus["reports"]["hidden reference"])
+    broken = report.gradescope_results(corpus["reports"]["endless loop"])
+    unreadable = report.gradescope_results(grading.Report("x.tar", [], [], error="not a tar archive"))
+    for results in (full, broken, unreadable):
+        jsonschema.validate(results, schema)
+    assert full["score"] == sum(t["score"] for t in full["tests"]) == 100 + corpus["reports"]["hidden reference"].max_total(hidden=True)
+    hidden = [t for t in full["tests"] if t["name"].startswith("hidden: ")]
+    assert hidden and {t["visibility"] for t in hidden} == {"after_published"}
+    assert {t["visibility"] for t in full["tests"] if t not in hidden} == {"visible"}
+    loop = next(t for t in broken["tests"] if t["name"] == "functional/log_backward")
+    assert loop["status"] == "failed" and loop["output"].startswith("Status: timeout")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"tests": [{"name": "no score"}]}, schema)
+
+
+def test_the_local_run_prints_a_table_and_the_autolab_line_last():
+    run = subprocess.run([sys.executable, RUNNER, "loss", "linear"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"scores": {"linear": 8.0, "loss": 8.0}}
+    assert lines[-2] == "Total: 16/16"
+    assert sum(1 for line in lines if line.strip().startswith(("loss/", "linear/"))) == 4
+
+
+def test_batch_grading_writes_one_row_per_submission(tmp_path, corpus):
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    with tarfile.open(batch / "alice.tar", "w") as archive:
+        for relpath, data in reference_files().items():
+            add_member(archive, relpath, data)
+    write_tree(str(batch / "bob"), patched([WRONG["log_backward"]]))
+    (batch / "carol.tar").write_bytes(b"this is not a tar archive")
+    (batch / "dave").mkdir()
+    gradebook = tmp_path / "grades.csv"
+    run = subprocess.run([sys.executable, RUNNER, "--batch", str(batch), "--csv", str(gradebook), "--jobs", "2",
+                          "--timeout", "2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {row["submission"]: row for row in csv.DictReader(gradebook.open())}
+    assert sorted(rows) == ["alice.tar", "bob", "carol.tar", "dave"]
+    assert rows["alice.tar"]["total"] == "100" and rows["alice.tar"]["graded"] == "yes"
+    assert rows["bob"]["functional/log_backward"] == "0" and rows["bob"]["total"] == "96"
+    assert rows["carol.tar"]["graded"] == "no" and "not a readable tar archive" in rows["carol.tar"]["problem"]
+    assert rows["dave"]["graded"] == "no" and rows["dave"]["problem"]
+    assert set(PUBLIC_NAMES) <= set(rows["alice.tar"])
+
+
+# --------------------------------------------------------------------- comparing
+@pytest.mark.parametrize("got, message", [
+    (np.zeros((3, 2)), "expected shape (2, 3), got shape (3, 2)"),
+    (np.zeros((2, 3), np.float32), "expected dtype float64, got float32"),
+    (np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.0]]), "1 of 6 values differ; largest difference 0.5 at index (1, 1)"),
+    (np.full((2, 3), np.nan), "6 of 6 values differ"),
+])
+def test_compare_names_what_differs(got, message):
+    assert message in grading.compare("grad0", np.zeros((2, 3)), got, {})
+
+
+def test_compare_accepts_rounding_and_a_missing_output_says_why():
+    expected = np.linspace(-1, 1, 6).reshape(2, 3)
+    assert grading.compare("y", expected, expected * (1 + 1e-12), {}) is None
+    assert grading.compare("y", expected, None, {"y": "forward did not return an array"}).endswith("return an array")
+    assert grading.compare("n_ops", 4, 3, {}) == "n_ops: expected 4, got 3"
+
+
+def test_partial_credit_comes_from_sub_checks(corpus):
+    # Missing unbroadcast breaks only the broadcasting case of mul_backward: half of its points remain.
+    mul = by_name(corpus["reports"]["wrong mul_backward"])["functional/mul_backward"]
+    assert 0 < mul.score < mul.points and "expected shape (3, 1), got shape (3, 4)" in mul.feedback
