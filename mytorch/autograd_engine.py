@@ -250,12 +250,12 @@ class Autograd:
         self._freeze_array(output, index, None)
 
     def _freeze_array(self, array, index, position):
-        base = array.base
-        if isinstance(base, np.ndarray):
-            self._freeze_array(base, index, position)
         key = id(array)
         if key in self._frozen or key in self._snapshots:
             return
+        base = array.base
+        if isinstance(base, np.ndarray):
+            self._freeze_array(base, index, position)
         if array.flags.writeable:
             array.setflags(write=False)
             self._frozen[key] = array

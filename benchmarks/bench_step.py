@@ -1,0 +1,270 @@
+"""Time one training step of an MLP 784-128-64-10: the mytorch tape vs NumPy by hand vs PyTorch eager.
+
+    python benchmarks/bench_step.py             # both malloc settings, batch 1/32/128/512, float64/float32
+    python benchmarks/bench_step.py --quick     # a smoke test (seconds, not a measurement)
+    python benchmarks/bench_step.py --malloc tuned --batches 32 --dtypes float64 --seconds 60
+
+The step is SGD on ReLU layers with softmax cross-entropy (see ``step_impls.py``).
+Method: one BLAS thread (``OPENBLAS_NUM_THREADS=1`` etc., set before NumPy loads,
+and ``torch.set_num_threads(1)``); for every dtype and batch size the three
+implementations start from the same weights, their gradients are checked against
+each other, and then they run interleaved in the same process: each round times a
+block of steps of each implementation (the order rotates every round). Reported:
+the median time per step over the rounds, and the median over rounds of the
+per-round ratios (tape / NumPy and torch / tape) with their interquartile range,
+which shows how noisy the machine was.
+
+glibc's malloc is reported twice, each in its own child process, because glibc
+reads its settings when a process starts:
+
+* ``default``: ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` unset;
+  blocks over 128 KiB (a threshold glibc raises as it sees them freed) are mmapped,
+  and the top of the heap is returned to the kernel once more than the trim
+  threshold is free, so step-sized temporaries can cost page faults every step.
+* ``tuned``: ``MALLOC_MMAP_THRESHOLD_=16777216`` (16 MiB) and
+  ``MALLOC_TRIM_THRESHOLD_=134217728`` (128 MiB): temporaries are reused from the
+  heap, which stops growing and shrinking.
+"""
+import os
+import sys
+
+# One BLAS thread, set before NumPy (or torch) is imported.
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+for _variable in BLAS_VARIABLES:
+    os.environ[_variable] = "1"
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_impls import NumpyStep, TapeStep, TorchStep, make_problem, torch_available  # noqa: E402
+
+MALLOC_SETTINGS = {
+    "default": {},
+    "tuned": {"MALLOC_MMAP_THRESHOLD_": str(16 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)},
+}
+MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+                    "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
+LEARNING_RATE = 1e-3
+TOLERANCE = {"float64": 1e-9, "float32": 2e-4}  # relative to the gradient's largest entry
+
+
+# ---------------------------------------------------------------------------- measuring (child)
+def check_gradients(impls, weights, x, y):
+    """Run one step of each implementation from the same start; raise if any gradient disagrees."""
+    reference = None
+    for impl_class in impls:
+        impl = impl_class(weights, x, y, LEARNING_RATE)
+        impl.step()
+        grads = impl.gradients()
+        if reference is None:
+            reference_name, reference = impl.name, grads
+            continue
+        names = ["dW1", "db1", "dW2", "db2", "dW3", "db3", "dx"]
+        for name, got, want in zip(names, grads, reference):
+            scale = max(float(np.abs(want).max()), 1e-30)
+            error = float(np.abs(np.asarray(got, dtype=np.float64) - want).max()) / scale
+            if got.shape != want.shape or error > TOLERANCE[x.dtype.name]:
+                raise AssertionError(f"{impl.name} and {reference_name} disagree on {name} "
+                                     f"({x.dtype.name}, batch {len(x)}): relative error {error:.2e}")
+
+
+def time_steps(impl, steps):
+    """Seconds per step over ``steps`` consecutive steps."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        impl.step()
+    return (time.perf_counter() - start) / steps
+
+
+def measure(dtype, batch, impl_classes, seconds, min_rounds, block_seconds):
+    """Interleaved timings of each implementation: {name: [seconds per step, one per round]}.
+
+    Rounds continue for ``seconds`` (at least ``min_rounds`` of them); in each, every
+    implementation runs a block of about ``block_seconds`` of steps, in a rotating order.
+    """
+    weights, x, y = make_problem(batch, np.dtype(dtype))
+    check_gradients(impl_classes, weights, x, y)
+    impls = [impl_class(weights, x, y, LEARNING_RATE) for impl_class in impl_classes]
+    steps = {}
+    for impl in impls:  # warm up, and size each block to about block_seconds
+        time_steps(impl, 10)
+        steps[impl.name] = max(1, int(block_seconds / time_steps(impl, 10)))
+    times = {impl.name: [] for impl in impls}
+    deadline = time.perf_counter() + seconds
+    round_index = 0
+    while round_index < min_rounds or time.perf_counter() < deadline:
+        shift = round_index % len(impls)
+        for impl in impls[shift:] + impls[:shift]:
+            times[impl.name].append(time_steps(impl, steps[impl.name]))
+        round_index += 1
+    return times
+
+
+def summarize(times):
+    """Medians (ms per step) and medians of the per-round ratios."""
+    row = {f"{name}_ms": 1e3 * float(np.median(t)) for name, t in times.items()}
+    row.update({f"{name}_q1_ms": 1e3 * float(np.percentile(t, 25)) for name, t in times.items()})
+    row.update({f"{name}_q3_ms": 1e3 * float(np.percentile(t, 75)) for name, t in times.items()})
+    tape = np.array(times["tape"])
+    ratios = {"tape_over_numpy": tape / np.array(times["numpy"])}
+    if "torch" in times:
+        ratios["torch_over_tape"] = np.array(times["torch"]) / tape
+    for name, values in ratios.items():
+        row[name] = float(np.median(values))
+        row[name + "_q1"], row[name + "_q3"] = (float(q) for q in np.percentile(values, [25, 75]))
+    return row
+
+
+def run_child(args):
+    """Measure every (dtype, batch) in this process and print the results as JSON."""
+    impl_classes = [NumpyStep, TapeStep]
+    if not args.no_torch and torch_available():
+        import torch
+
+        torch.set_num_threads(1)
+        impl_classes.append(TorchStep)
+    rows = []
+    for dtype in args.dtypes:
+        for batch in args.batches:
+            times = measure(dtype, batch, impl_classes, args.seconds, args.min_rounds, args.block_ms / 1e3)
+            rows.append(dict(dtype=dtype, batch=batch, rounds=len(times["tape"]), **summarize(times)))
+            print(f"  {args.child}: {dtype} batch {batch} done", file=sys.stderr, flush=True)
+    environment = {name: os.environ.get(name) for name in MALLOC_VARIABLES + BLAS_VARIABLES}
+    print(json.dumps({"malloc": args.child, "environment": environment, "rows": rows}))
+
+
+# ---------------------------------------------------------------------------- reporting (parent)
+def machine_description():
+    """A few lines naming the machine, the libraries and the date."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = "unknown BLAS"
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i['internal_api']} {i['version']}" for i in threadpool_info()
+                         if i["user_api"] == "blas") or blas
+    except ImportError:
+        pass
+    lines = [
+        f"date: {datetime.date.today().isoformat()}",
+        f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        f"python {platform.python_version()}, numpy {np.__version__} ({blas}), "
+        f"glibc {platform.libc_ver()[1] or 'unknown'}",
+    ]
+    if torch_available():
+        import torch
+
+        lines[-1] += f", torch {torch.__version__}"
+    return lines
+
+
+def goal_notes(row):
+    """SPEC section 7 goals for this row: 'ok' or 'MISS' per applicable goal."""
+    notes = []
+    limit = {32: 1.25, 512: 1.10}.get(row["batch"])
+    if limit is not None:
+        notes.append(f"tape/NumPy <= {limit}: {'ok' if row['tape_over_numpy'] <= limit else 'MISS'}")
+    if row["batch"] <= 32 and "torch_over_tape" in row:
+        notes.append(f"torch/tape >= 1.25: {'ok' if row['torch_over_tape'] >= 1.25 else 'MISS'}")
+    return "; ".join(notes)
+
+
+def markdown_table(result):
+    """The results of one malloc setting as a Markdown table."""
+    has_torch = any("torch_ms" in row for row in result["rows"])
+    header = ["dtype", "batch", "NumPy ms", "tape ms"] + (["torch ms"] if has_torch else [])
+    header += ["tape / NumPy"] + (["torch / tape"] if has_torch else []) + ["rounds", "SPEC 7 goals"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in result["rows"]:
+        cells = [row["dtype"], str(row["batch"]), f"{row['numpy_ms']:.3f}", f"{row['tape_ms']:.3f}"]
+        if has_torch:
+            cells.append(f"{row['torch_ms']:.3f}")
+        cells.append(f"{row['tape_over_numpy']:.2f} ({row['tape_over_numpy_q1']:.2f}-{row['tape_over_numpy_q3']:.2f})")
+        if has_torch:
+            cells.append(f"{row['torch_over_tape']:.2f} ({row['torch_over_tape_q1']:.2f}-{row['torch_over_tape_q3']:.2f})")
+        cells += [str(row["rounds"]), goal_notes(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def child_environment(setting):
+    """This process's environment with the malloc variables of ``setting`` (and no others)."""
+    environment = {k: v for k, v in os.environ.items() if k not in MALLOC_VARIABLES}
+    environment.update(MALLOC_SETTINGS[setting])
+    return environment
+
+
+def run_parent(args):
+    settings = list(MALLOC_SETTINGS) if args.malloc == "both" else [args.malloc]
+    passed = ["--seconds", str(args.seconds), "--min-rounds", str(args.min_rounds), "--block-ms", str(args.block_ms),
+              "--batches", ",".join(map(str, args.batches)), "--dtypes", ",".join(args.dtypes)]
+    if args.no_torch:
+        passed.append("--no-torch")
+    print("\n".join(machine_description()))
+    print(f"one BLAS thread ({', '.join(v + '=1' for v in BLAS_VARIABLES)}); "
+          f"per configuration, {args.seconds:g} s (at least {args.min_rounds} rounds) of interleaved "
+          f"~{args.block_ms:g} ms blocks of each implementation")
+    results = []
+    for setting in settings:
+        command = [sys.executable, os.path.abspath(__file__), "--child", setting] + passed
+        completed = subprocess.run(command, env=child_environment(setting), stdout=subprocess.PIPE,
+                                   universal_newlines=True)
+        if completed.returncode != 0:
+            print(f"bench_step.py: the {setting} run failed (exit {completed.returncode})", file=sys.stderr)
+            return 1
+        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        results.append(result)
+        variables = ", ".join(f"{k}={v}" for k, v in MALLOC_SETTINGS[setting].items()) or \
+            "MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ unset"
+        print(f"\nmalloc {setting}: {variables}\n")
+        print(markdown_table(result))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"machine": machine_description(), "results": results}, file, indent=2)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def comma_list(convert):
+    return lambda text: [convert(part) for part in text.split(",")]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--malloc", choices=["both"] + list(MALLOC_SETTINGS), default="both")
+    parser.add_argument("--batches", type=comma_list(int), default=[1, 32, 128, 512])
+    parser.add_argument("--dtypes", type=comma_list(str), default=["float64", "float32"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="time spent measuring each configuration")
+    parser.add_argument("--min-rounds", type=int, default=50, help="interleaved rounds at least")
+    parser.add_argument("--block-ms", type=float, default=2.0, help="about how long one timed block runs")
+    parser.add_argument("--quick", action="store_true", help="0.5 s and 5 rounds per configuration "
+                        "(a smoke test, not a measurement)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--child", choices=list(MALLOC_SETTINGS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.min_rounds = 0.5, 5
+    for dtype in args.dtypes:
+        if dtype not in TOLERANCE:
+            parser.error(f"--dtypes: {dtype!r} is not one of {sorted(TOLERANCE)}")
+    if args.child:
+        run_child(args)
+        return 0
+    return run_parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
