@@ -95,6 +95,8 @@ def matmul_backward(grad_output, a, b):
     """out = a @ b (2-D, 1-D and batched operands, as np.matmul)."""
     # BEGIN SOLUTION
     if a.ndim == 2 and b.ndim == 2:
+        if a.shape[0] == 1:  # an outer product: broadcasting beats BLAS's rank-1 matmul
+            return grad_output @ b.T, (grad_output.T * a).T
         if b.flags.f_contiguous:  # e.g. Linear's W.T: give grad_b the same memory layout
             return grad_output @ b.T, (grad_output.T @ a).T
         return grad_output @ b.T, a.T @ grad_output
