@@ -24,6 +24,10 @@ def _shape_list(arrays):
     return ", ".join(str(np.shape(a)) for a in arrays)
 
 
+def _name(function):
+    return getattr(function, "__name__", repr(function))
+
+
 class Operation:
     """One recorded step of the forward pass.
 
@@ -44,7 +48,7 @@ class Operation:
     @property
     def name(self):
         """The backward primitive's name."""
-        return getattr(self.backward_operation, "__name__", repr(self.backward_operation))
+        return _name(self.backward_operation)
 
     def __repr__(self):
         updates = ", ".join("buffer" if t is None else f"array{t.shape}" for t in self.gradients_to_update)
@@ -150,8 +154,7 @@ class Autograd:
 
     # ------------------------------------------------------------------ helpers
     def _where(self, index, backward_operation):
-        name = getattr(backward_operation, "__name__", repr(backward_operation))
-        return f"operation #{index} ({name})"
+        return f"operation #{index} ({_name(backward_operation)})"
 
     def _check_operation(self, inputs, output, gradients_to_update, backward_operation):
         """Raise TypeError/ValueError naming the operation if its arguments are wrong."""
@@ -236,10 +239,11 @@ class Autograd:
                 f"add_operation: the output of {where} is a {type(output).__name__}, not a "
                 "numpy.ndarray (NumPy reductions return scalars: wrap them with np.asarray)"
             )
-        raise ValueError(
-            f"add_operation: the output of {where} (shape {output.shape}) is already the "
-            "output of an earlier operation; every operation must produce a new array"
-        )
+        if id(output) in self._outputs:
+            raise ValueError(
+                f"add_operation: the output of {where} (shape {output.shape}) is already the "
+                "output of an earlier operation; every operation must produce a new array"
+            )
 
     def _freeze(self, inputs, output):
         """Make recorded arrays, and the arrays they view, read-only until backward."""

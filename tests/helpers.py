@@ -37,6 +37,20 @@ def max_rel_error(got, expected):
 
 
 # --------------------------------------------------------------------------- finite differences
+def numeric_gradient(loss, x, eps=FD_EPS):
+    """Central differences of the scalar ``loss()`` w.r.t. each entry of ``x`` (changed in place, then restored)."""
+    grad = np.zeros(x.shape)
+    for idx in np.ndindex(x.shape):
+        saved = x[idx]
+        x[idx] = saved + eps
+        plus = loss()
+        x[idx] = saved - eps
+        minus = loss()
+        x[idx] = saved
+        grad[idx] = (plus - minus) / (2 * eps)
+    return grad
+
+
 def numeric_gradients(fn, inputs, g, eps=FD_EPS):
     """Central differences (in float64) of ``sum(fn(*inputs) * g)`` w.r.t. every input."""
     xs = [np.array(x, dtype=np.float64) for x in inputs]
@@ -45,19 +59,7 @@ def numeric_gradients(fn, inputs, g, eps=FD_EPS):
     def loss():
         return float(np.sum(np.asarray(fn(*xs), dtype=np.float64) * g64))
 
-    grads = []
-    for x in xs:
-        grad = np.zeros(x.shape)
-        for idx in np.ndindex(x.shape):
-            saved = x[idx]
-            x[idx] = saved + eps
-            plus = loss()
-            x[idx] = saved - eps
-            minus = loss()
-            x[idx] = saved
-            grad[idx] = (plus - minus) / (2 * eps)
-        grads.append(grad)
-    return grads
+    return [numeric_gradient(loss, x, eps) for x in xs]
 
 
 # --------------------------------------------------------------------------- input generators

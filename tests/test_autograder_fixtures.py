@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from autograder import grading, make_fixtures, probes
+from helpers import numeric_gradient
 
 TESTS = grading.select_tests(hidden=True)
 CASES = [(f"{'hidden ' if t.hidden else ''}{t.name} case {i + 1}", c) for t in TESTS for i, c in enumerate(t.cases)]
@@ -218,19 +219,6 @@ def test_mlp_expectations_match_torch(case):
 
 
 # --------------------------------------------------------------------- finite differences
-def numeric_gradient(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + eps
-        plus = f()
-        array[index] = saved - eps
-        minus = f()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
-
-
 FD_FORWARD = {
     "sub_backward": np.subtract, "mul_backward": np.multiply, "div_backward": np.divide, "matmul_backward": np.matmul,
     "outer_backward": np.outer, "log_backward": np.log, "exp_backward": np.exp,
