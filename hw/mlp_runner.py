@@ -2,7 +2,7 @@
 
     python hw/mlp_runner.py                  # the default configuration on the bundled sample
     python hw/mlp_runner.py --hiddens 32,32,32 --activation sigmoid --lr 1e-3 \\
-        --momentum 0.856 --batch-size 1      # the course's configuration
+        --momentum 0.856 --batch-size 1 --epochs 25   # the course's configuration
     python hw/mlp_runner.py --data DIR       # a folder with train_data.npy, train_labels.npy, ...
 
 It prints one line per epoch (a progress line updates during the epoch when the
@@ -59,17 +59,7 @@ def number_type(convert, is_valid, requirement):
 positive_int = number_type(int, lambda value: value >= 1, "at least 1")
 non_negative_int = number_type(int, lambda value: value >= 0, "0 or more")
 positive_float = number_type(float, lambda value: math.isfinite(value) and value > 0, "a positive number")
-
-
-def momentum_value(text):
-    """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+momentum_value = number_type(float, lambda value: 0 <= value < 1, "in [0, 1)")
 
 
 def layer_sizes(text):

@@ -254,19 +254,21 @@ class Autograd:
         self._freeze_array(output, index, None)
 
     def _freeze_array(self, array, index, position):
+        """Make ``array`` and the array it views read-only; snapshot it if it is read-only already."""
         key = id(array)
         if key in self._frozen or key in self._snapshots:
             return
-        base = array.base
-        if isinstance(base, np.ndarray):
-            self._freeze_array(base, index, position)
+        base = array.base if isinstance(array.base, np.ndarray) else None
         if array.flags.writeable:
             array.setflags(write=False)
             self._frozen[key] = array
-        elif isinstance(base, np.ndarray) and id(base) in self._frozen:
-            self._frozen[key] = array  # a view made read-only by freezing its base
+        elif base is not None and id(base) in self._frozen:
+            self._frozen[key] = array  # a view made read-only by freezing its base earlier
         else:  # read-only already: someone else may make it writeable, so remember its bytes
             self._snapshots[key] = (array, array.tobytes(), index, position)
+        if base is not None and id(base) not in self._frozen and base.flags.writeable:
+            base.setflags(write=False)
+            self._frozen[id(base)] = base
 
     def _thaw(self):
         """Make writeable again every array ``_freeze`` made read-only."""

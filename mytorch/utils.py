@@ -64,7 +64,7 @@ class GradientBuffer:
                 f"GradientBuffer.update_param: gradient shape {gradient.shape} differs from "
                 f"the array's shape {np_array.shape}"
             )
-        dtype = np_array.dtype if np_array.dtype.kind == "f" else np.float64
+        dtype = gradient_dtype(np_array)
         if slot.grad is None:
             # Stored without copying: the array may be shared (e.g. a primitive that
             # returned grad_output itself), so it is copied on the first accumulation.
@@ -83,7 +83,12 @@ class GradientBuffer:
         return slot is not None and slot.grad is not None
 
     def get_param(self, np_array):
-        """The gradient of ``np_array`` (zeros if its spot received nothing yet)."""
+        """The gradient of ``np_array`` (zeros if its spot received nothing yet).
+
+        The stored array is returned, not a copy, and it may be shared with other
+        entries (a primitive may pass one gradient to several inputs): copy it
+        before changing it in place.
+        """
         slot = self.memory.get(id(np_array))
         if slot is None:
             raise self._missing(np_array, "get_param")

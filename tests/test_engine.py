@@ -430,6 +430,27 @@ def test_input_shared_by_two_engines_unchanged_gives_both_gradients(rng):
     np.testing.assert_allclose(grad(b_engine, x), 2 * x, rtol=1e-15)
 
 
+def test_view_of_read_only_data_is_checked_on_its_own_rows_only(rng):
+    """A batch view of read-only data: a change inside the batch is caught, one outside it is not an error."""
+    data = rng.standard_normal((10, 3))
+    data.setflags(write=False)  # e.g. a dataset loaded read-only
+    engine = Autograd()
+    batch = data[2:4]
+    record(engine, lambda s, t: s * t, F.mul_backward, [batch, batch])
+    data.setflags(write=True)
+    data[7] = 5.0  # outside the recorded rows: the gradient is still right
+    engine.backward(1)
+    np.testing.assert_allclose(grad(engine, batch), 2 * batch, rtol=1e-15)
+    engine.zero_grad()
+    data.setflags(write=False)
+    batch = data[2:4]
+    record(engine, lambda s, t: s * t, F.mul_backward, [batch, batch])
+    data.setflags(write=True)
+    data[3, 0] = 5.0  # inside the recorded rows
+    with pytest.raises(ValueError, match=r"input 0 of operation #0 \(mul_backward\) \(shape \(2, 3\)\) changed"):
+        engine.backward(1)
+
+
 # --------------------------------------------------------------------------- dtype
 def test_float32_stays_float32_through_the_engine(engine, rng):
     """A float32 model: outputs, buffer gradients and dW/db are float32."""

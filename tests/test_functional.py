@@ -105,13 +105,13 @@ def test_getitem_repeated_indices_accumulate():
 
 @pytest.mark.parametrize("grad_shape, shape", [
     ((3, 4), (4,)), ((3, 4), (3, 1)), ((3, 4), (1, 4)), ((3, 4), ()), ((3, 4), (1, 1)),
-    ((2, 3, 4), (3, 1)), ((2, 3, 4), (2, 1, 4)), ((5,), (1,)), ((3, 4), (3, 4)),
+    ((2, 3, 4), (3, 1)), ((2, 3, 4), (2, 1, 4)), ((5,), (1,)), ((3, 4), (3, 4)), ((5,), ()),
 ])
 def test_unbroadcast_sums_broadcast_axes(grad_shape, shape, rng):
-    """unbroadcast(g, shape) equals the gradient of sum(broadcast_to(x, g.shape) * g)."""
+    """unbroadcast(g, shape) is an array equal to the gradient of sum(broadcast_to(x, g.shape) * g)."""
     g = rng.standard_normal(grad_shape)
     got = F.unbroadcast(g, shape)
-    assert got.shape == tuple(shape)
+    assert isinstance(got, np.ndarray) and got.shape == tuple(shape)
     # independent: d/dx sum(broadcast(x) * g) computed by finite differences (linear, exact)
     x = np.zeros(shape)
     (expected,) = numeric_gradients(lambda x: np.broadcast_to(x, grad_shape), [x], g)

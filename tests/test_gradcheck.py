@@ -128,3 +128,13 @@ def test_module_mode_names_the_wrong_parameter(rng):
         gradcheck(layer.forward, x, engine=engine, params=layer.parameters())
     message = str(info.value)
     assert "input 0" not in message and "param 1" not in message
+
+
+def test_fortran_order_and_transposed_inputs(rng):
+    """Inputs that are not C-contiguous (x.T, as Linear records W.T) are checked, not refused."""
+    x = rng.standard_normal((3, 4))
+    assert gradcheck(np.tanh, x.T, backward=F.tanh_backward)
+    a, w = rng.standard_normal((2, 3)), rng.standard_normal((4, 3))
+    assert gradcheck(np.matmul, a, w.T, backward=F.matmul_backward)
+    with pytest.raises(ValueError, match="input 1"):
+        gradcheck(np.matmul, a, w.T, backward=lambda g, a, b: (g @ b.T, -(a.T @ g)))

@@ -19,7 +19,7 @@ def unbroadcast(grad, shape):
     shape = tuple(shape)
     if grad.shape == shape:
         return grad
-    if grad.shape[1:] == shape:  # the common case: a bias broadcast over the batch
+    if shape and grad.shape[1:] == shape:  # the common case: a bias broadcast over the batch
         return grad.sum(axis=0)
     lead = grad.ndim - len(shape)
     if lead < 0 or any(n != 1 and n != g for n, g in zip(shape, grad.shape[lead:])):
