@@ -24,14 +24,19 @@ OUTPUT_LINES = 15  # lines of a test's printed output shown in its feedback
 
 
 class Options:
-    """Per-test limits and the sandbox user; defaults suit a student's laptop and a grading server."""
+    """Per-test limits (seconds, bytes) and how tests are isolated; the defaults suit a student's laptop
+    and a grading server, and are the runner's defaults.
 
-    def __init__(self, timeout=5.0, memory=2 * 1024 ** 3, user="nobody", python=None, hide_grader=True):
+    ``hide``: as root, hide the grader, the other sandboxes and the submissions' folder from
+    the tests in a private mount namespace; False relies on the sandbox's own uid and file
+    modes only, as where namespaces are not allowed.
+    """
+
+    def __init__(self, timeout=5.0, memory=2 * 1024 ** 3, python=None, hide=True):
         self.timeout = timeout
         self.memory = memory
-        self.user = user
         self.python = python
-        self.hide_grader = hide_grader  # False: rely on file modes only (as where namespaces are not allowed)
+        self.hide = hide
 
 
 class Test:
@@ -137,7 +142,7 @@ def compare(name, expected, got, missing):
 class Result:
     """The graded outcome of one test."""
 
-    def __init__(self, test, score, status, feedback, elapsed):
+    def __init__(self, test, score, status, feedback):
         self.name = test.name
         self.section = test.section
         self.points = test.points
@@ -147,7 +152,6 @@ class Result:
         self.score = score
         self.status = status
         self.feedback = feedback
-        self.elapsed = elapsed
 
 
 def ending_problem(reply, timeout):
@@ -187,22 +191,21 @@ def status_of(header):
 
 
 def read_results(test, frames):
-    """(case index -> (header, arrays), import error text, statuses, error texts) from the result frames."""
+    """(case index -> (header, arrays), import error text, statuses, error texts) from the result frames.
+
+    The test process sends an import error, or one frame per case in order; WireError
+    if a frame cannot be read or is not the one expected next.
+    """
     results, import_error, statuses, errors = {}, None, [], []
     for message in wire.split_frames(frames, limit=len(test.cases) + 1):
-        try:
-            header, arrays = wire.decode(message)
-        except wire.WireError as error:
-            statuses.append("error")
-            errors.append(f"a result could not be read: {error}")
-            continue
-        if "import_error" in header:
+        header, arrays = wire.decode(message)
+        if "import_error" in header and not results:
             statuses.append(status_of(header))
             import_error = sanitize(header["import_error"])
             break
         case = header.get("case")
-        if type(case) is not int or not 0 <= case < len(test.cases) or case in results:
-            continue
+        if type(case) is not int or case != len(results) or case >= len(test.cases):
+            raise wire.WireError(f"a frame for case {case!r} arrived where case {len(results)} was expected")
         results[case] = (header, arrays)
         if header.get("error") is not None:
             statuses.append(status_of(header))
@@ -247,13 +250,19 @@ def check_cases(test, results):
 
 def score_test(test, reply, frames, timeout):
     """A Result from the sandbox's reply and result frames (both untrusted)."""
-    results, import_error, statuses, errors = read_results(test, frames)
     problem = None
-    if len(results) < len(test.cases) and import_error is None:
-        problem = ending_problem(reply, timeout) or (
-            "error", "the test process ended before finishing (did your code call os._exit(), or close "
-                     "the grader's pipe?)")
-        statuses.append(problem[0])
+    try:
+        results, import_error, statuses, errors = read_results(test, frames)
+    except wire.WireError as error:  # a broken or forged frame: none of this test's results count
+        results, import_error, statuses = {}, None, ["error"]
+        errors = [f"a result of this test could not be read, so none counts: {error} (did your code write "
+                  "to the grader's pipe?)"]
+    else:
+        if len(results) < len(test.cases) and import_error is None:
+            problem = ending_problem(reply, timeout) or (
+                "error", "the test process ended before finishing (did your code call os._exit(), or close "
+                         "the grader's pipe?)")
+            statuses.append(problem[0])
     earned, total, lines = check_cases(test, results)
     score = round(min(test.points, test.points * earned / total if total else 0.0), 2)
     status = "passed" if score >= test.points else max(statuses + ["failed"], key=STATUS_ORDER.index)
@@ -266,7 +275,7 @@ def score_test(test, reply, frames, timeout):
         if output:
             lines.append("your code printed:")
             lines.extend(f"  | {line[:300]}" for line in output.splitlines()[:OUTPUT_LINES])
-    return Result(test, score, status, "\n".join(lines), reply.get("elapsed", 0.0))
+    return Result(test, score, status, "\n".join(lines))
 
 
 # --------------------------------------------------------------------- a whole submission
@@ -295,37 +304,69 @@ class Report:
         return scores
 
 
-def grade(path, tests, options):
-    """Grade the submission at ``path`` (folder or tarball) on ``tests``; never raises for bad submissions."""
+def grade(path, tests, options, batch=None):
+    """Grade the submission at ``path`` (folder or tarball) on ``tests``; never raises for bad submissions.
+
+    ``batch`` is the folder holding the other submissions of a batch: hidden from the
+    tests like the grader (the folder holding ``path`` always is), and named in a note
+    when it could not be hidden and others can read it.
+    """
     start = time.monotonic()
     try:
         files, notes = submission.read_submission(path)
     except submission.SubmissionError as error:
         return Report(path, [], [], error=str(error), elapsed=time.monotonic() - start)
-    user = sandbox.sandbox_user(options.user)
-    with sandbox.Sandbox(files, user) as box, sandbox.Zygote(box, user, options.python, options.hide_grader) as zygote:
-        try:
-            zygote.start()
-        except sandbox.SandboxError as error:
-            return Report(path, [], notes, error=str(error), elapsed=time.monotonic() - start)
-        results = [run_test(zygote, test, options) for test in tests]
+    try:
+        with sandbox.Sandbox(files) as box:
+            hide = [sandbox.GRADER_ROOT, os.path.dirname(box.root), os.path.dirname(os.path.abspath(path))]
+            hide += [batch] if batch else []
+            with sandbox.Zygote(box, options.python, hide if options.hide else ()) as zygote:
+                zygote.start()
+                results = [run_test(zygote, test, options) for test in tests]
+            if box.uid is not None:
+                notes += isolation_notes(zygote.isolation, path, batch)
+    except sandbox.SandboxError as error:
+        return Report(path, [], notes, error=str(error), elapsed=time.monotonic() - start)
+    except Exception as error:  # the grader's own failure: this report says so, a batch goes on
+        return Report(path, [], notes, error=f"grader failure: {type(error).__name__}: {error}",
+                      elapsed=time.monotonic() - start)
     if zygote.restarts:
         notes.append(f"the sandbox process was restarted {zygote.restarts} time(s)")
     return Report(path, results, notes, elapsed=time.monotonic() - start)
 
 
+def isolation_notes(isolation, path, batch):
+    """Notes for the TA on what the tests could read because it could not be hidden (as root)."""
+    hidden, notes = isolation.get("hidden", {}), []
+    grader = os.path.realpath(sandbox.GRADER_ROOT)
+    if (not hidden.get(grader) and os.path.realpath(path) != grader
+            and os.path.isdir(os.path.join(grader, "mytorch"))):
+        notes.append(f"the grader's folder {grader} was not hidden from the tests (no mount namespace): they "
+                     "could read the reference solution in it")
+    if batch and not hidden.get(os.path.realpath(batch)):
+        mode = os.stat(batch).st_mode & 0o777
+        if mode & 0o005:
+            notes.append(f"the batch folder {batch} was not hidden from the tests (no mount namespace) and has "
+                         f"mode {mode:o}: they could read the other submissions; make it private (chmod 700)")
+    return notes
+
+
+def failure(test, text):
+    """A Result with no points and status error, saying ``text``."""
+    return Result(test, 0.0, "error", f"{text}\n(this test runs your {', '.join(test.uses)})")
+
+
 def run_test(zygote, test, options):
-    """Run one test in the sandbox and score it; a dead sandbox costs this test only."""
+    """Run one test in the sandbox and score it; a dead sandbox, or a result the grader cannot score,
+    costs this test only."""
     request, arrays = test.request(options)
-    start = time.monotonic()
     try:
         reply, frames = zygote.run(request, arrays)
     except sandbox.SandboxError as error:
-        reply = {"ending": "died", "code": None, "output": ""}
-        result = score_test(test, reply, b"", options.timeout)
-        result.status = "error"
-        result.feedback = (f"the sandbox process stopped during this test ({error}): did your code kill its "
-                           f"parent process?\n" + result.feedback)
-        result.elapsed = time.monotonic() - start
-        return result
-    return score_test(test, reply, frames, options.timeout)
+        return failure(test, f"the sandbox process stopped during this test ({error}): did your code kill "
+                             "its parent process?")
+    try:
+        return score_test(test, reply, frames, options.timeout)
+    except Exception as error:  # e.g. results nested too deeply to compare
+        return failure(test, f"the grader could not score this test's results ({type(error).__name__}: "
+                             f"{sanitize(error, 300)})")

@@ -91,7 +91,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
     args = parser.parse_args(argv)
-    sub = probes.Submission(ROOT)
+    sub = probes.load_submission(ROOT)
     public_points = sum(t["points"] for t in catalog.public_tests())
     if public_points != 100:
         raise SystemExit(f"make_fixtures: the public tests are worth {public_points} points, not 100")

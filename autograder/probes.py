@@ -6,12 +6,17 @@ case, and fills ``out`` (name -> array or JSON value) with what the student's co
 produced; the scoring process compares ``out`` with the expected values it keeps.
 Whatever a probe put in ``out`` before an exception is still sent back, so the
 checks that did not need the failing step keep their credit.
+
+The zygote runs a ``seal``-ed copy of this module, made before any student code is
+imported: a submission that swaps this module's functions, its classes' methods or
+the entries of ``PROBES`` or ``FORWARD`` changes nothing the test process runs.
 """
 import contextlib
 import importlib.util
 import os
 import sys
 import traceback
+import types
 
 import numpy as np
 
@@ -27,41 +32,47 @@ class Missing:
         self.reason = reason
 
 
+def seal(namespace):
+    """A private copy of a module's ``namespace`` (its ``globals()``), to take before student code runs.
+
+    The module's own functions, also those kept in its dicts (``FORWARD``'s lambdas),
+    are re-created to look up global names in the copy; its classes with methods become
+    subclasses holding such copies of their methods; its dicts become read-only copies.
+    So swapping the module's attributes, its classes' methods or its dict entries later
+    changes nothing the copy runs. Other shared objects (other modules such as numpy,
+    builtins, the objects the copy creates) are not copied: code that rewrites those in
+    memory reaches the copy too.
+    """
+    copy = {}
+
+    def private(value):
+        if isinstance(value, types.FunctionType) and value.__globals__ is namespace:
+            function = types.FunctionType(value.__code__, copy, value.__name__, value.__defaults__, value.__closure__)
+            function.__kwdefaults__ = None if value.__kwdefaults__ is None else dict(value.__kwdefaults__)
+            return function
+        if isinstance(value, type) and value.__module__ == namespace.get("__name__"):
+            methods = {name: private(item) for name, item in vars(value).items()
+                       if isinstance(item, types.FunctionType)}
+            return type(value.__name__, (value,), methods) if methods else value
+        if isinstance(value, dict):
+            return types.MappingProxyType({key: private(item) for key, item in value.items()})
+        return value
+
+    for name, value in namespace.items():
+        copy[name] = value if name.startswith("__") else private(value)
+    return types.SimpleNamespace(**copy)
+
+
 # --------------------------------------------------------------------- the submission
 class Submission:
-    """The student's ``mytorch`` (and, on demand, ``hw/mlp.py``), imported from ``root``.
+    """The student's imported ``mytorch`` (``Autograd``, ``nn``, ``F``) and, on demand, ``hw/mlp.py``."""
 
-    Raises ImportError if ``mytorch`` is not found, or is found anywhere but under
-    ``root`` (an installed or editable copy must never be graded).
-    """
-
-    def __init__(self, root):
-        self.root = os.path.realpath(root)
-        import mytorch  # noqa: F401  (the submission's, checked just below)
-        import mytorch.autograd_engine
-        import mytorch.nn
-        import mytorch.nn.functional
-
-        self._check_location()
+    def __init__(self, root, mytorch):
+        self.root = root
         self.Autograd = mytorch.autograd_engine.Autograd
         self.nn = mytorch.nn
         self.F = mytorch.nn.functional
         self._mlp = None
-
-    def _check_location(self):
-        for name, module in sorted(sys.modules.items()):
-            if name != "mytorch" and not name.startswith("mytorch."):
-                continue
-            where = getattr(module, "__file__", None)
-            if where is None or not self.contains(where):
-                raise ImportError(
-                    f"{name} was imported from {where or 'a namespace package'}, not from the "
-                    f"submission in {self.root}: is mytorch/__init__.py missing from the submission?"
-                )
-
-    def contains(self, path):
-        """True if ``path`` lies inside the submission."""
-        return os.path.realpath(path).startswith(self.root + os.sep)
 
     def mlp(self):
         """The submission's ``hw/mlp.py``, loaded from its file on first use."""
@@ -75,6 +86,35 @@ class Submission:
             spec.loader.exec_module(module)
             self._mlp = module
         return self._mlp
+
+
+def load_submission(root):
+    """The student's ``mytorch``, imported from ``root`` (which must be first on ``sys.path``).
+
+    Raises ImportError if ``mytorch`` is not found, or is found anywhere but under
+    ``root`` (an installed or editable copy must never be graded).
+    """
+    root = os.path.realpath(root)
+    import mytorch  # noqa: F401  (the submission's, checked just below)
+    import mytorch.autograd_engine
+    import mytorch.nn
+    import mytorch.nn.functional
+
+    check_location(root)
+    return Submission(root, mytorch)
+
+
+def check_location(root):
+    """ImportError unless every loaded ``mytorch`` module comes from a file under ``root``."""
+    for name, module in sorted(sys.modules.items()):
+        if name != "mytorch" and not name.startswith("mytorch."):
+            continue
+        where = getattr(module, "__file__", None)
+        if where is None or not os.path.realpath(where).startswith(root + os.sep):
+            raise ImportError(
+                f"{name} was imported from {where or 'a namespace package'}, not from the "
+                f"submission in {root}: is mytorch/__init__.py missing from the submission?"
+            )
 
 
 def student_traceback(error, root):

@@ -26,6 +26,7 @@ from autograder import grading, report, sandbox  # noqa: E402
 
 
 def parse_args(argv):
+    defaults = grading.Options()
     parser = argparse.ArgumentParser(
         prog="python autograder/runner.py", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:]))
@@ -34,15 +35,17 @@ def parse_args(argv):
     where.add_argument("--submission", metavar="PATH", help="a handin.tar, or a folder holding mytorch/ or one tarball")
     where.add_argument("--batch", metavar="DIR", help="grade every tarball or folder in DIR")
     parser.add_argument("--csv", metavar="FILE", help="the gradebook to write (with --batch)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once (with --batch)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help=f"submissions graded at once (with --batch; at most {sandbox.SLOTS})")
     parser.add_argument("--hidden", action="store_true", help="also run the hidden tests (not in the handout)")
     parser.add_argument("--format", choices=("text", "autolab", "gradescope"), default=None,
                         help="text (default), autolab (text, then the JSON summary as the last line), "
                              "gradescope (results.json)")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds per test (default 5)")
-    parser.add_argument("--memory", type=int, default=2048, metavar="MB", help="memory per test in MB (default 2048)")
-    parser.add_argument("--user", default="nobody", help="when run as root, the user tests run as (default nobody)")
+    parser.add_argument("--timeout", type=float, default=defaults.timeout, metavar="S",
+                        help=f"seconds per test (default {defaults.timeout:g})")
+    parser.add_argument("--memory", type=int, default=defaults.memory // 2 ** 20, metavar="MB",
+                        help=f"memory per test in MB (default {defaults.memory // 2 ** 20})")
     args = parser.parse_args(argv)
     if args.batch and not args.csv:
         parser.error("--batch needs --csv FILE")
@@ -54,6 +57,8 @@ def parse_args(argv):
         parser.error("--hidden goes with --submission or --batch")
     if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0:
         parser.error("--jobs, --timeout and --memory must be positive")
+    if args.jobs > sandbox.SLOTS:
+        parser.error(f"--jobs: at most {sandbox.SLOTS} submissions at once")
     return args
 
 
@@ -88,14 +93,10 @@ def grade_batch(args, tests, options):
     paths = [os.path.join(args.batch, n) for n in names]
     reports = [None] * len(paths)
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(grading.grade, path, tests, options): i for i, path in enumerate(paths)}
+        futures = {pool.submit(grading.grade, path, tests, options, args.batch): i for i, path in enumerate(paths)}
         for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
             i = futures[future]
-            try:
-                reports[i] = future.result()
-            except Exception as error:  # the grader's own failure: record it on the row, go on
-                reports[i] = grading.Report(paths[i], [], [], error=f"grader failure: {type(error).__name__}: {error}")
-            r = reports[i]
+            reports[i] = r = future.result()
             outcome = r.error or f"{report.number(r.total())}/{report.number(r.max_total())}"
             print(f"[{done}/{len(paths)}] {names[i]}: {outcome}", file=sys.stderr, flush=True)
     report.write_atomically(args.csv, report.gradebook_csv(reports, tests))
@@ -113,7 +114,7 @@ def grade_tree(args, tests, options):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = grading.Options(timeout=args.timeout, memory=args.memory * 1024 * 1024, user=args.user)
+    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20)
     try:
         tests = grading.select_tests(args.sections, hidden=args.hidden)
         if args.batch:

@@ -2,7 +2,10 @@
 
 Run by ``sandbox.Zygote`` as ``python -I zygote.py CONFIG_JSON``. Before any student
 code exists in memory it imports NumPy and the probes, compiles the submission
-copy, and (when started as root) drops to an unprivileged user. Then, for every
+copy, seals the code the tests run (``probes.seal``) and, when started as root,
+hides the grader, the other sandboxes and the submissions' folder in a private
+mount namespace, switches to the sandbox's dedicated uid and kills whatever an
+earlier sandbox of that uid left running. Then, for every
 request read from its protocol input, it forks a test process that limits its own
 memory, time, processes and file sizes, imports the submission from the copy and
 runs the probes; the zygote collects that process's result frames and printed
@@ -16,6 +19,7 @@ import select
 import signal
 import sys
 import time
+import types
 
 OUTPUT_LIMIT = 16 * 1024  # bytes of a test's printed output kept for its feedback
 RESULT_LIMIT = 64 * 1024 * 1024  # bytes of result frames accepted from one test
@@ -27,9 +31,14 @@ PREIMPORT = (  # stdlib modules a test may need after the user change (the stdli
 
 
 def prepare(config):
-    """Everything done before the first fork: imports, compilation, the user change."""
+    """Everything done before the first fork: imports, compilation, hiding folders, the user change.
+
+    Returns the sealed copies the test processes run (``probes``, ``wire`` and this
+    module, see ``probes.seal``), the zygote's own ``wire`` module, and the isolation
+    report: the uid tests run as and, per folder asked to hide, whether it is hidden.
+    """
     sys.path.insert(0, config["grader_root"])
-    from autograder import probes, wire  # noqa: F401  (kept in sys.modules for the children)
+    from autograder import probes, wire
 
     del sys.path[0]
     import compileall
@@ -41,19 +50,23 @@ def prepare(config):
         except ImportError:
             pass
     wire.decode(wire.encode({}, {"warm": probes.np.zeros(1)}))  # import what np.savez/np.load load lazily
-    # The submission copy comes first on sys.path (below); drop the cwd entry and the finders of
-    # editable installs, which could otherwise serve an installed mytorch. Probes.Submission
-    # checks where every mytorch module came from all the same.
-    sys.path[:] = [p for p in sys.path if p]
+    # The submission copy comes first on sys.path (below); drop this script's folder, the entries
+    # holding a mytorch package and the finders of editable installs, which could otherwise serve
+    # an installed mytorch. probes.load_submission checks where every mytorch module came from.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here
+                   and not os.path.exists(os.path.join(p, "mytorch"))]
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
     compileall.compile_dir(config["src"], quiet=2, workers=1)
-    inside = config["src"].startswith(os.path.join(config["grader_root"], ""))
-    hidden = (config.get("uid") is not None and config.get("hide_grader", True) and not inside
-              and hide_tree(config["grader_root"]))
-    if config.get("uid") is not None:
+    hidden = {}
+    uid = config.get("uid")
+    if uid is not None:
+        if config.get("hide"):
+            hidden = hide_folders(config["hide"], keep=[config["root"]] + python_folders())
         os.setgroups([])
-        os.setgid(config["gid"])
-        os.setuid(config["uid"])
+        os.setgid(uid)
+        os.setuid(uid)
+        kill_leftovers()
     try:  # a non-dumpable process cannot be traced or have its /proc/PID/fd opened by its children
         import ctypes
 
@@ -62,27 +75,76 @@ def prepare(config):
         pass
     sys.path.insert(0, config["src"])
     sys.dont_write_bytecode = True
-    return probes, wire, hidden
+    sealed = types.SimpleNamespace(probes=probes.seal(vars(probes)), wire=probes.seal(vars(wire)),
+                                   zygote=probes.seal(globals()))
+    return sealed, wire, {"uid": os.getuid(), "hidden": hidden}
 
 
-def hide_tree(folder):
-    """As root: in a private mount namespace, cover ``folder`` (the grader's checkout) with an empty
-    read-only tmpfs, so tests can read neither the reference solution nor the hidden tests there.
-    Returns False where namespaces are not allowed (e.g. an unprivileged container)."""
+def python_folders():
+    """The folders of the Python installation and of NumPy, which the tests must keep seeing."""
+    import numpy
+
+    folders = (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(numpy.__file__))
+    return sorted({os.path.realpath(folder) for folder in folders})
+
+
+def kill_leftovers():
+    """Kill every other process of this (dedicated) uid: whatever an earlier sandbox of it left running."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:  # ESRCH: there was none
+        pass
+
+
+def hide_folders(folders, keep):
+    """As root, in a private mount namespace: cover each of ``folders`` with an empty read-only tmpfs,
+    then mount back each folder of ``keep`` (the sandbox, Python) that it covered.
+
+    Returns {folder: whether the tests cannot see into it}; every folder is False where mount
+    namespaces are not allowed (e.g. an unprivileged container). ``/`` and the ``keep`` folders
+    themselves are never covered.
+    """
     import ctypes
 
-    clone_newns, ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_rec, ms_private = (
-        0x20000, 1, 2, 4, 8, 0x4000, 0x40000)
+    clone_newns, ms_rec, ms_private = 0x20000, 0x4000, 0x40000
+    hidden = dict.fromkeys(folders, False)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(clone_newns) != 0:
-            return False
-        if libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:
-            return False
-        flags = ms_rdonly | ms_nosuid | ms_nodev | ms_noexec
-        return libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", flags, b"size=4k,mode=0555") == 0
+        if libc.unshare(clone_newns) != 0 or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:
+            return hidden
     except (OSError, AttributeError):
-        return False
+        return hidden
+    for folder in sorted(hidden, key=lambda path: path.count(os.sep)):  # outer folders first
+        if folder == os.sep or folder in keep:
+            continue
+        if not os.path.isdir(folder):  # under a folder covered already
+            hidden[folder] = True
+            continue
+        hidden[folder] = cover(libc, folder, [k for k in keep if k.startswith(folder + os.sep) and os.path.isdir(k)])
+    return hidden
+
+
+def cover(libc, folder, keep):
+    """Mount an empty tmpfs on ``folder``, bind the ``keep`` folders under it back, make it read-only.
+    True on success; on failure nothing stays mounted."""
+    ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind, ms_rec, mnt_detach = (
+        1, 2, 4, 8, 32, 4096, 0x4000, 2)
+    locked = ms_nosuid | ms_nodev | ms_noexec
+    keep = [k for k in keep if not any(k.startswith(other + os.sep) for other in keep)]  # the outermost ones
+    handles = [os.open(k, os.O_RDONLY | os.O_DIRECTORY) for k in keep]  # still reachable once covered
+    try:
+        if libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", locked, b"size=1m,mode=0755") != 0:
+            return False
+        for path, handle in zip(keep, handles):
+            os.makedirs(path, exist_ok=True)
+            if libc.mount(os.fsencode(f"/proc/self/fd/{handle}"), os.fsencode(path), None, ms_bind | ms_rec, None) != 0:
+                libc.umount2(os.fsencode(folder), mnt_detach)
+                return False
+        libc.mount(None, os.fsencode(folder), None, ms_remount | ms_rdonly | locked, None)
+        return True
+    finally:
+        for handle in handles:
+            os.close(handle)
 
 
 def set_limits(config):
@@ -115,6 +177,7 @@ def classify(error, probes, src):
 
 
 def jsonable(value):
+    """``value`` if it can be sent as JSON, else its (shortened) repr."""
     try:
         json.dumps(value)
         return value
@@ -123,14 +186,17 @@ def jsonable(value):
 
 
 def run_child(request, arrays, result_fd, probes, wire, config):
-    """The test process: import the submission, run every case, send one frame per case."""
+    """The test process: import the submission, run every case, send one frame per case.
+
+    It runs as a sealed copy (see ``probes.seal``) and is given the sealed ``probes`` and ``wire``.
+    """
     src = config["src"]
 
     def send(header, out_arrays=None):
         wire.write_frame(result_fd, wire.encode(header, out_arrays))
 
     try:
-        sub = probes.Submission(src)
+        sub = probes.load_submission(src)
     except BaseException as error:  # ImportError, SyntaxError, SystemExit at import, ...
         status, text = classify(error, probes, src)
         send({"import_error": f"importing your code failed:\n{text}", "status": status})
@@ -155,7 +221,7 @@ def run_child(request, arrays, result_fd, probes, wire, config):
         send(header, out_arrays)
 
 
-def fork_test(request, arrays, probes, wire, config):
+def fork_test(request, arrays, sealed, config):
     """Fork the test process; returns (pid, result read fd, output read fd)."""
     result_r, result_w = os.pipe()
     output_r, output_w = os.pipe()
@@ -174,7 +240,7 @@ def fork_test(request, arrays, probes, wire, config):
         os.closerange(result_w + 1, 1 << 16)
         os.chdir(config["work"])
         set_limits(config)
-        run_child(request, arrays, result_w, probes, wire, config)
+        sealed.zygote.run_child(request, arrays, result_w, sealed.probes, sealed.wire, config)
     except BaseException:  # the grader's own failure: say so on the captured output
         code = 70
         try:
@@ -194,8 +260,7 @@ def fork_test(request, arrays, probes, wire, config):
 
 def supervise(pid, result_fd, output_fd, timeout):
     """Collect a test process's frames and output until it ends or its time is up."""
-    start = time.monotonic()
-    deadline = start + timeout
+    deadline = time.monotonic() + timeout
     chunks = {result_fd: bytearray(), output_fd: bytearray()}
     limits = {result_fd: RESULT_LIMIT, output_fd: OUTPUT_LIMIT}
     open_fds = [result_fd, output_fd]
@@ -229,8 +294,7 @@ def supervise(pid, result_fd, output_fd, timeout):
         _, wait_status = os.waitpid(pid, 0)
     os.close(result_fd)
     os.close(output_fd)
-    header = {"ending": ending, "elapsed": round(time.monotonic() - start, 4),
-              "output": bytes(chunks[output_fd]).decode("utf-8", "replace")}
+    header = {"ending": ending, "output": bytes(chunks[output_fd]).decode("utf-8", "replace")}
     if os.WIFSIGNALED(wait_status):
         header["signal"] = os.WTERMSIG(wait_status)
     else:
@@ -246,19 +310,22 @@ def main():
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    probes, wire, hidden = prepare(config)
-    wire.write_frame(replies, wire.encode({"ready": True, "uid": os.getuid(), "grader_hidden": hidden}))
+    sealed, wire, isolation = prepare(config)
+    wire.write_frame(replies, wire.encode(dict(isolation, ready=True)))
     while True:
         message = wire.read_frame(requests)
         if message is None:
-            return
+            break
         request, arrays = wire.decode(message)
-        pid, result_fd, output_fd = fork_test(request, arrays, probes, wire, dict(config, **request["limits"]))
+        pid, result_fd, output_fd = fork_test(request, arrays, sealed, dict(config, **request["limits"]))
         wire.write_frame(replies, wire.encode({"pid": pid}))  # so the grader can kill it if the zygote dies
         header, frames = supervise(pid, result_fd, output_fd, request["limits"]["timeout"])
         header["output"] = header["output"].replace(os.path.join(config["src"], ""), "")  # paths as in the handout
         wire.write_frame(replies, wire.encode(header))
         wire.write_frame(replies, frames)
+    if config.get("uid") is not None:  # the grader closed the sandbox: leave nothing running
+        kill_leftovers()
+    os._exit(0)  # nothing is left to flush; this skips the interpreter's slow teardown
 
 
 if __name__ == "__main__":

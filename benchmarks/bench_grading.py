@@ -9,6 +9,7 @@ passing and failing feedback is produced. Wall times come from time.perf_counter
 around the runner's own command line, so they include Python start-up.
 """
 import argparse
+import io
 import os
 import statistics
 import subprocess
@@ -44,7 +45,7 @@ def make_batch(folder, count):
             for relpath, data in chosen.items():
                 info = tarfile.TarInfo(relpath)
                 info.size = len(data)
-                archive.addfile(info, fileobj=__import__("io").BytesIO(data))
+                archive.addfile(info, fileobj=io.BytesIO(data))
 
 
 def main():

@@ -11,15 +11,18 @@ import io
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+import zipfile
 
 import numpy as np
 import pytest
 
-from autograder import grading, probes, report, submission
+from autograder import grading, probes, report, sandbox, submission, wire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "autograder", "runner.py")
@@ -61,10 +64,25 @@ def inject(relpath, anchor, code):
     return (relpath, anchor, "".join(f"{indent}{line}\n" for line in code) + anchor)
 
 
-def grade_all(folders, options=FAST, tests=PUBLIC):
+def grade_all(folders, options=FAST, tests=PUBLIC, batch=None):
+    """name -> Report, grading the folders two at a time (each sandbox with its own uid when root)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(grading.grade, path, tests, options) for name, path in folders.items()}
+        futures = {name: pool.submit(grading.grade, path, tests, options, batch) for name, path in folders.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def running_as(uids):
+    """(pid, state) of the live processes whose real uid is in ``uids`` (zombies left out)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        except OSError:
+            continue
+        if int(fields["Uid"].split()[0]) in uids and not fields["State"].strip().startswith("Z"):
+            found.append((int(pid), fields["State"].strip()))
+    return found
 
 
 def by_name(rep):
@@ -115,7 +133,6 @@ DIV = "    grad_a = grad_output / b\n"
 MUL = "    return unbroadcast(grad_output * b, a.shape), unbroadcast(grad_output * a, b.shape)\n"
 SUB = "    return unbroadcast(grad_output, a.shape), unbroadcast(-grad_output, b.shape)\n"
 MATMUL = "    if a.ndim == 2 and b.ndim == 2:\n"
-FUNCTIONAL = [n for n in PUBLIC_NAMES if n.startswith("functional/")]
 MLP = [n for n in PUBLIC_NAMES if n.startswith("mlp/")]
 
 
@@ -125,8 +142,72 @@ def users(*blocks):
 
 
 def linger_file(tmp):
-    """Where the lingering attack writes its pid: /tmp, which the sandbox user can write."""
-    return f"/tmp/mytorch-linger-{os.getpid()}-{tmp.name}.pid"
+    """Where the lingering attack writes its pid: /dev/shm, which every user can write and tests still
+    see (they see no /tmp but their own sandbox when the grader runs as root)."""
+    return f"/dev/shm/mytorch-linger-{os.getpid()}-{tmp.name}.pid"
+
+
+# Code that writes its own frames on the grader's result pipe (the only descriptor above 2 a test
+# process holds): one with a deflated array of zeros, one whose JSON header is nested 100000 deep.
+FRAME_WRITER = """import io as _io, os as _os, stat as _stat, struct as _struct
+
+
+def _send_frame(header, blob=b""):
+    pipe = next(fd for fd in range(3, 64) if _is_fifo(fd))
+    message = _struct.pack("<I", len(header)) + header + blob
+    _os.write(pipe, _struct.pack("<Q", len(message)) + message)
+
+
+def _is_fifo(fd):
+    try:
+        return _stat.S_ISFIFO(_os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _deflated_zeros():
+    buffer = _io.BytesIO()
+    np.savez_compressed(buffer, grad0=np.zeros(4_000_000))  # 32 MB of zeros in 31 KB
+    return buffer.getvalue()
+"""
+FRAMES = [(F, "import numpy as np\n", "import numpy as np\n" + FRAME_WRITER),
+          inject(F, LOG, ["_send_frame(b'{\"case\": 0, \"values\": {}, \"missing\": {}}', _deflated_zeros())"]),
+          inject(F, EXP, ["_send_frame(b'[' * 100000 + b']' * 100000)"])]
+
+# Code in mytorch/__init__.py that swaps the probes, their helpers and what sends their results for
+# fakes reporting what autograd/add_operation and mlp/zero_grads expect (the reviewer's attack, and more).
+PROBE_SWAP = """
+import sys as _sys
+_probes, _wire, _zygote = (_sys.modules.get(n) for n in ("autograder.probes", "autograder.wire", "__main__"))
+if _probes is not None:
+    _graph, _mlp, _encode = _probes.probe_graph, _probes.probe_mlp, _wire.encode
+
+    def _fake_graph(sub, arrays, params, out):
+        if params["mode"] != "record":
+            return _graph(sub, arrays, params, out)
+        spots = {n for op in params["ops"] for n, u in zip(op["in"], op["update"]) if u is None}
+        out.update(n_ops=len(params["ops"]), tape_problems=[],
+                   in_buffer={n: n in spots for n in params["report"]})
+
+    def _fake_mlp(sub, arrays, params, out):
+        if params["mode"] != "zero_grads":
+            return _mlp(sub, arrays, params, out)
+        out["tape_length"] = 0
+        for name, value in arrays.items():
+            if name[0] in "Wb":
+                out["d" + name] = _probes.np.zeros_like(value)
+
+    def _fake_run_case(sub, probe, arrays, params):
+        out = {}
+        {"graph": _fake_graph, "mlp": _fake_mlp}.get(probe, _probes.PROBES[probe])(sub, arrays, params, out)
+        return out, None
+
+    _probes.PROBES["graph"], _probes.PROBES["mlp"] = _fake_graph, _fake_mlp
+    _probes.probe_graph, _probes.probe_mlp, _probes.run_case = _fake_graph, _fake_mlp, _fake_run_case
+    _probes.tape_problems = lambda operations, recorded: []
+    _wire.encode = lambda header, arrays=None: _encode(dict(header, status="passed"), arrays)
+    _zygote.jsonable = lambda value: [] if isinstance(value, list) else value
+"""
 
 
 def hostile(tmp):
@@ -160,12 +241,8 @@ def hostile(tmp):
             [inject(F, SUB, ["np.allclose = lambda *a, **k: True", "np.testing.assert_allclose = lambda *a, **k: None",
                              "np.array_equal = lambda *a, **k: True"]), WRONG["sub_backward"]],
             {"functional/sub_backward"}, "failed", False),
-        "monkeypatched probe module at import": (
-            [(F, "import numpy as np\n", "import numpy as np\nimport sys\n"
-                                         "if 'autograder.probes' in sys.modules:\n"
-                                         "    sys.modules['autograder.probes'].PROBES['primitive'] = "
-                                         "lambda sub, arrays, params, out: out.update(grad0=np.zeros(1))\n")],
-            set(FUNCTIONAL), "failed", False),
+        "writes its own compressed and deeply nested result frames": (
+            FRAMES, {"functional/log_backward", "functional/exp_backward"}, "error", False),
         "reads the hidden tests": ([inject(F, EXP, [f"open({HIDDEN_NPZ!r}, 'rb').read(1)"])], users("exp_backward"),
                                    "error", True),
         "reads the reference solution": (
@@ -187,6 +264,10 @@ def corpus(tmp_path_factory):
     attacks = hostile(tmp)
     for name, (patches, _, _, _) in attacks.items():
         folders[name] = write_tree(str(tmp / f"attack-{len(folders)}"), patched(patches))
+    unimplemented = [WRONG["Autograd.add_operation"], WRONG["MLP.zero_grads"]]
+    folders["wrong engine and zero_grads"] = write_tree(str(tmp / "unforged"), patched(unimplemented))
+    swap = ("mytorch/__init__.py", "__version__", PROBE_SWAP + "__version__")
+    folders["the same, with the probes swapped"] = write_tree(str(tmp / "forged"), patched(unimplemented + [swap]))
     reports = grade_all(folders)
     reports["hidden reference"] = grading.grade(ROOT, grading.select_tests(hidden=True), FAST)
     return {"tmp": tmp, "reports": reports, "attacks": attacks}
@@ -220,7 +301,8 @@ def test_a_wrong_formula_loses_its_tests_points_and_nothing_else(corpus, block):
     "endless loop", "huge allocation", "sys.exit in a primitive", "sys.exit at import of hw/mlp.py",
     "syntax error in hw/mlp.py", "os._exit",
     "segfault", "kill the parent", "kill the parent and linger in a new session", "fork bomb", "forged output and fake results files",
-    "monkeypatched numpy.allclose and numpy.testing, wrong sign", "monkeypatched probe module at import",
+    "monkeypatched numpy.allclose and numpy.testing, wrong sign",
+    "writes its own compressed and deeply nested result frames",
     "reads the hidden tests", "reads the reference solution", "writes the grader"])
 def test_an_attack_costs_exactly_the_attacked_tests(corpus, attack):
     _, attacked, status, needs_root = corpus["attacks"][attack]
@@ -252,13 +334,52 @@ def test_attack_feedback_says_what_happened(corpus):
                              ("writes the grader", "functional/matmul_backward")):
             assert re.search(r"(PermissionError|FileNotFoundError): \[Errno", feedback[attack][test].feedback)
         forged = feedback["forged output and fake results files"]["functional/div_backward"].feedback
-        assert "  | Total: 100/100" in forged and "PermissionError" in forged
+        assert "  | Total: 100/100" in forged and re.search(r"(PermissionError|FileNotFoundError): \[Errno", forged)
+    frames = feedback["writes its own compressed and deeply nested result frames"]
+    assert "is compressed" in frames["functional/log_backward"].feedback
+    assert "RecursionError" in frames["functional/exp_backward"].feedback
+
+
+def test_swapping_the_probes_gains_nothing(corpus):
+    unforged = by_name(corpus["reports"]["wrong engine and zero_grads"])
+    forged = by_name(corpus["reports"]["the same, with the probes swapped"])
+    assert forged["autograd/add_operation"].score < 4 and forged["mlp/zero_grads"].score < 2
+    assert {n: (r.score, r.status) for n, r in forged.items()} == {n: (r.score, r.status) for n, r in unforged.items()}
+
+
+def test_a_sealed_copy_ignores_swapped_module_attributes_and_dict_entries(monkeypatch):
+    sealed = probes.seal(vars(probes))
+    sub = probes.load_submission(ROOT)
+
+    def fake(*args, **kwargs):
+        raise AssertionError("the swapped function ran")
+
+    for name in ("probe_primitive", "probe_graph", "gradients_of", "tape_problems", "run_case"):
+        monkeypatch.setattr(probes, name, fake)
+    monkeypatch.setattr(probes.GraderTape, "backward", fake)
+    monkeypatch.setitem(probes.PROBES, "primitive", fake)
+    monkeypatch.setitem(probes.FORWARD, "add", fake)
+    a, b = np.ones((2, 3)), np.arange(3.0)
+    out, error = sealed.run_case(sub, "primitive", {"grad_output": a, "in0": a, "in1": b},
+                                 {"name": "add_backward", "n_inputs": 2})
+    assert error is None and out["grad1"].tolist() == [2.0, 2.0, 2.0]
+    ops = [{"fn": "add", "in": ["a", "b"], "out": "c", "update": [None, None], "kwargs": {}}]
+    out, error = sealed.run_case(sub, "graph", {"a": a, "b": b}, {"ops": ops, "mode": "record", "report": ["a"]})
+    assert error is None and out["n_ops"] == 1 and out["tape_problems"] == []
+    x = np.array([[-1.0, 2.0]])
+    out, error = sealed.run_case(sub, "module", {"x": x, "grad_output": np.ones((1, 2))},
+                                 {"kind": "activation", "module": "ReLU"})
+    assert error is None and out["dx"].tolist() == [[0.0, 1.0]]
+    with pytest.raises(TypeError):
+        sealed.PROBES["primitive"] = fake
 
 
 def test_a_test_that_leaves_its_process_group_is_killed_all_the_same(corpus):
     with open(linger_file(corpus["tmp"])) as handle:
         pid = int(handle.read())
     os.unlink(linger_file(corpus["tmp"]))
+    if AS_ROOT:  # and nothing else of this process's sandbox uids runs either
+        assert running_as(set(sandbox.dedicated_uids())) == []
     state = "gone"
     for _ in range(50):
         try:
@@ -276,9 +397,10 @@ def test_without_a_mount_namespace_file_modes_still_hide_the_hidden_tests(tmp_pa
     if not AS_ROOT:
         pytest.skip("the grader drops privileges only when it runs as root")
     folder = write_tree(str(tmp_path), patched([inject(F, EXP, [f"open({HIDDEN_NPZ!r}, 'rb').read(1)"])]))
-    options = grading.Options(timeout=2.0, hide_grader=False)
-    results = by_name(grading.grade(folder, [t for t in PUBLIC if "exp_backward" in t.uses], options))
-    assert "PermissionError: [Errno 13]" in results["functional/exp_backward"].feedback
+    options = grading.Options(timeout=2.0, hide=False)
+    rep = grading.grade(folder, [t for t in PUBLIC if "exp_backward" in t.uses], options)
+    assert "PermissionError: [Errno 13]" in by_name(rep)["functional/exp_backward"].feedback
+    assert any("could read the reference solution" in note for note in rep.notes)
 
 
 def test_fake_results_files_never_reach_the_output(corpus):
@@ -305,13 +427,237 @@ def test_the_submissions_mytorch_is_the_one_imported(tmp_path):
     import mytorch  # noqa: F401
 
     with pytest.raises(ImportError, match="not from the submission"):
-        probes.Submission(str(tmp_path))
+        probes.load_submission(str(tmp_path))
 
 
 def test_a_submission_without_mytorch_is_refused(tmp_path):
     (tmp_path / "hw").mkdir()
     rep = grading.grade(str(tmp_path), PUBLIC, FAST)
     assert rep.results == [] and "mytorch" in rep.error
+
+
+# --------------------------------------------------------------------- one submission against another
+THIEF = """import os, time
+
+
+def _listdir(folder):
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _candidates():
+    # the victims named here, every grader's --batch/--submission folder and every sandbox's src/
+    folders = list(VICTIMS)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(bytes(1))
+        except OSError:
+            continue
+        for flag in (b"--batch", b"--submission"):
+            if flag in argv[:-1]:
+                folder = os.fsdecode(argv[argv.index(flag) + 1])
+                folders += [folder] + [os.path.join(folder, name) for name in _listdir(folder)]
+    folders += [os.path.join(TEMP, name, "src") for name in _listdir(TEMP) if name.startswith("mytorch-grade-")]
+    return folders
+
+
+def _read(place, relpath):
+    # relpath from a submission folder, or from a tarball (ustar headers, parsed by hand)
+    if not os.path.isfile(place):
+        return open(os.path.join(place, relpath)).read()
+    data, offset = open(place, "rb").read(), 0
+    while offset + 512 <= len(data) and data[offset:offset + 512].strip(bytes(1)):
+        name = data[offset:offset + 100].rstrip(bytes(1)).decode()
+        size = int(data[offset + 124:offset + 136].rstrip(b" " + bytes(1)) or b"0", 8)
+        if name == relpath:
+            return data[offset + 512:offset + 512 + size].decode()
+        offset += 512 + (size + 511) // 512 * 512
+    raise OSError(f"{relpath} is not in {place}")
+
+
+def load(relpath):
+    # another submission's copy of relpath, looked for during up to a second
+    mine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    end = time.monotonic() + 1.0
+    while True:
+        for place in _candidates():
+            try:
+                if os.path.realpath(place) != mine and "_steal.py" not in _listdir(os.path.join(place, "mytorch")):
+                    return _read(place, relpath)
+            except (OSError, ValueError):
+                pass
+        if time.monotonic() > end:
+            raise ImportError("nothing to steal: no other submission is readable")
+        time.sleep(0.05)
+"""
+
+
+def thief(victims):
+    """A submission whose every file runs another submission's copy of itself, if it can read one."""
+    setup = f"VICTIMS = {victims!r}\nTEMP = {os.path.realpath(tempfile.gettempdir())!r}\n"
+    files = {"mytorch/_steal.py": (setup + THIEF).encode()}
+    for relpath in reference_files():
+        files[relpath] = (f"from mytorch._steal import load as _load\n"
+                          f"exec(compile(_load({relpath!r}), __file__, 'exec'))\n").encode()
+    return files
+
+
+KILLER = ("import os as _os, time as _time\n_end = _time.monotonic() + 1.0\nwhile _time.monotonic() < _end:\n"
+          "    try:\n        _os.kill(-1, 9)\n    except OSError:\n        pass\n")
+
+
+def make_batch(folder, mode):
+    """A batch folder of the given mode: two reference submissions (a folder, a tarball), a thief of
+    their code, and a submission that kills every process it may signal while it is imported."""
+    folder.mkdir()
+    folder.chmod(mode)
+    write_tree(str(folder / "alice"), reference_files())
+    with tarfile.open(folder / "bob.tar", "w") as archive:
+        for relpath, data in reference_files().items():
+            add_member(archive, relpath, data)
+    write_tree(str(folder / "mallory-thief"), thief([str(folder / "alice"), str(folder / "bob.tar")]))
+    killer = ("mytorch/__init__.py", "__version__", KILLER + "__version__")
+    write_tree(str(folder / "mallory-killer"), patched([killer]))
+    return folder
+
+
+def test_in_a_batch_no_submission_can_read_or_kill_another(tmp_path):
+    if not AS_ROOT:
+        pytest.skip("sandboxes get their own uids only when the grader runs as root")
+    batch = make_batch(tmp_path / "batch", 0o755)  # readable by everyone: the mount namespace must hide it
+    gradebook = tmp_path / "grades.csv"
+    run = subprocess.Popen([sys.executable, RUNNER, "loss", "linear", "--batch", str(batch), "--csv", str(gradebook),
+                            "--jobs", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = run.communicate()
+    assert run.returncode == 0, err
+    rows = {row["submission"]: row for row in csv.DictReader(gradebook.open())}
+    assert rows["alice"]["total"] == rows["bob.tar"]["total"] == "16"
+    assert rows["mallory-thief"]["total"] == rows["mallory-killer"]["total"] == "0"
+    assert not any("not hidden" in row["notes"] for row in rows.values())
+    first = sandbox.UID_BASE + sandbox.SLOTS * (run.pid % sandbox.PIDS)  # the runner's sandbox uids
+    assert running_as(set(range(first, first + sandbox.SLOTS))) == []
+
+
+def test_without_a_mount_namespace_sandbox_uids_and_a_private_batch_folder_still_protect(tmp_path):
+    if not AS_ROOT:
+        pytest.skip("sandboxes get their own uids only when the grader runs as root")
+    batch = make_batch(tmp_path / "batch", 0o700)
+    tests = [t for t in PUBLIC if t.section == "loss"]
+    options = grading.Options(timeout=5.0, hide=False)
+    folders = {name: str(batch / name) for name in ("alice", "mallory-thief", "bob.tar", "mallory-killer")}
+    reports = grade_all(folders, options, tests, batch=str(batch))
+    assert [reports[name].total() for name in folders] == [8, 0, 8, 0]
+    assert "nothing to steal" in reports["mallory-thief"].results[0].feedback
+    batch.chmod(0o755)
+    exposed = grading.grade(folders["alice"], tests[:1], options, str(batch))
+    assert any("could read the other submissions" in note for note in exposed.notes)
+
+
+def test_each_sandbox_has_its_own_uid_and_a_private_folder():
+    if not AS_ROOT:
+        pytest.skip("sandboxes get their own uids only when the grader runs as root")
+    files = reference_files()
+    with sandbox.Sandbox(files) as one, sandbox.Sandbox(files) as two:
+        assert None is not one.uid != two.uid is not None
+        hide = [sandbox.GRADER_ROOT, os.path.dirname(one.root)]
+        with sandbox.Zygote(one, hide=hide) as first, sandbox.Zygote(two, hide=hide) as second:
+            first.start()
+            second.start()
+            for box, zygote in ((one, first), (two, second)):
+                info = os.stat(box.root)
+                assert (info.st_uid, info.st_mode & 0o777) == (box.uid, 0o700) == (zygote.isolation["uid"], 0o700)
+                assert os.stat(os.path.join(box.src, F)).st_uid == 0
+                assert len(set(zygote.isolation["hidden"].values())) == 1  # all, or without namespaces none
+
+
+# --------------------------------------------------------------------- broken results
+def message(header=b"{}", blob=b""):
+    return struct.pack("<I", len(header)) + header + blob
+
+
+def stored_npz(**arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def lying_npz():
+    """A stored npz whose member claims 4 GB in the zip directory but holds 160 bytes."""
+    blob = bytearray(stored_npz(x=np.zeros(4)))
+    directory = blob.rindex(b"PK\x01\x02")
+    blob[directory + 24:directory + 28] = struct.pack("<I", 0xFFFFFFFE)  # its uncompressed size
+    return bytes(blob)
+
+
+def deflated_npz():
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=np.zeros(1 << 20))
+    return buffer.getvalue()
+
+
+def npy_announcing(shape):
+    """A stored npz whose one member's .npy header announces ``shape`` of float64 but holds 8 bytes."""
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.npy", member.getvalue() + bytes(8))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data, reason", [
+    (message(b"[" * 100000 + b"]" * 100000), "RecursionError"),
+    (message(b"[1, 2]"), "not a JSON object"),
+    (message(blob=deflated_npz()), "is compressed"),
+    (message(blob=npy_announcing((1 << 29,))), "announces shape (536870912,)"),
+    (message(blob=lying_npz()), "do not fit"),
+    (message(blob=stored_npz(**{f"a{i}": np.zeros(1) for i in range(wire.MAX_ARRAYS + 1)})), "more than the limit"),
+    (message(blob=b"PK\x03\x04 not a zip"), "cannot be read"),
+])
+def test_a_malformed_message_is_refused_before_anything_is_loaded(data, reason):
+    with pytest.raises(wire.WireError, match=re.escape(reason)):
+        wire.decode(data)
+
+
+def test_a_message_round_trips():
+    arrays = {"a": np.arange(6.0).reshape(2, 3), "b": np.asfortranarray(np.ones((3, 2), np.float32)),
+              "c": np.int64(7)}
+    header, back = wire.decode(wire.encode({"x": [1, "y"]}, arrays))
+    assert header == {"x": [1, "y"]}
+    for name, value in arrays.items():
+        assert back[name].dtype == value.dtype and np.array_equal(back[name], value)
+
+
+def test_broken_frames_cost_their_test_and_gradescope_output_is_still_written(corpus, tmp_path):
+    tmp = corpus["tmp"]
+    folder = next(p for p in tmp.iterdir() if p.name.startswith("attack-") and "_deflated_zeros" in (p / F).read_text())
+    results = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, RUNNER, "functional", "--submission", str(folder), "--format", "gradescope",
+                          "--output", str(results), "--timeout", "2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    written = json.loads(results.read_text())
+    assert written["score"] == 32
+    lost = {t["name"] for t in written["tests"] if t["score"] < t["max_score"]}
+    assert lost == {"functional/log_backward", "functional/exp_backward"}
+
+
+def test_an_error_while_scoring_one_test_costs_that_test_only(monkeypatch):
+    compare = grading.compare
+
+    def failing(name, expected, got, missing):
+        if name == "loss_val":
+            raise RecursionError("maximum recursion depth exceeded")
+        return compare(name, expected, got, missing)
+
+    monkeypatch.setattr(grading, "compare", failing)
+    tests = [t for t in PUBLIC if t.section in ("loss", "linear")]
+    results = by_name(grading.grade(ROOT, tests, FAST))
+    broken = {name for name, r in results.items() if r.status != "passed"}
+    assert broken == {"loss/MSELoss", "loss/SoftmaxCrossEntropy"}
+    for name in broken:
+        assert results[name].score == 0 and "the grader could not score" in results[name].feedback
 
 
 # --------------------------------------------------------------------- tarballs
