@@ -321,6 +321,12 @@ def probe_graph(sub, arrays, params, out):
         out[f"target/{name}"] = np.array(values[name])
 
 
+def same_objects(got, expected):
+    """True if ``got`` is a list or tuple holding exactly the objects of ``expected``, in order."""
+    return (isinstance(got, (list, tuple)) and len(got) == len(expected)
+            and all(a is b for a, b in zip(got, expected)))
+
+
 def tape_problems(operations, recorded):
     """What differs between the recorded Operations and the add_operation calls that made them."""
     problems = []
@@ -328,15 +334,11 @@ def tape_problems(operations, recorded):
         where = f"operation_list[{index}]"
         if getattr(operation, "backward_operation", None) is not function:
             problems.append(f"{where}.backward_operation is not the primitive passed to add_operation")
-        op_inputs = getattr(operation, "inputs", None)
-        if not isinstance(op_inputs, (list, tuple)) or len(op_inputs) != len(inputs) or any(
-                a is not b for a, b in zip(op_inputs, inputs)):
+        if not same_objects(getattr(operation, "inputs", None), inputs):
             problems.append(f"{where}.inputs are not the arrays passed to add_operation")
         if getattr(operation, "output", None) is not output:
             problems.append(f"{where}.output is not the array passed to add_operation")
-        op_updates = getattr(operation, "gradients_to_update", None)
-        if not isinstance(op_updates, (list, tuple)) or len(op_updates) != len(updates) or any(
-                a is not b for a, b in zip(op_updates, updates)):
+        if not same_objects(getattr(operation, "gradients_to_update", None), updates):
             problems.append(f"{where}.gradients_to_update is not the list passed to add_operation")
         op_kwargs = getattr(operation, "kwargs", None)
         if not isinstance(op_kwargs, dict) or set(op_kwargs) != set(kwargs):

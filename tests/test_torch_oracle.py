@@ -104,21 +104,28 @@ def test_activation_matches_torch(module, t_fn):
     np.testing.assert_allclose(engine.gradient_buffer.get_param(x), tx.grad.numpy(), **TORCH_TOL)
 
 
+def loss_and_torch(module, torch_loss, y, y_hat):
+    """(ours, torch's): each the loss value and the gradients for (y, y_hat), after backward."""
+    engine = Autograd()
+    loss = module(engine)
+    value = loss(y, y_hat)
+    loss.backward()
+    ty, tyh = t64(y), t64(y_hat)
+    t_val = torch_loss(tyh, ty)
+    t_val.backward()
+    ours = (value, engine.gradient_buffer.get_param(y), engine.gradient_buffer.get_param(y_hat))
+    return ours, (t_val.item(), ty.grad.numpy(), tyh.grad.numpy())
+
+
 def test_mse_loss_matches_torch():
     """MSELoss equals F.mse_loss (mean over all elements), gradients for both arguments too."""
     rng = np.random.default_rng(3)
     y, y_hat = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-    engine = Autograd()
-    loss = nn.MSELoss(engine)
-    value = loss(y, y_hat)
-    loss.backward()
-    ty, tyh = t64(y), t64(y_hat)
-    t_val = TF.mse_loss(tyh, ty)
-    t_val.backward()
+    (value, grad_y, grad_y_hat), (t_val, t_grad_y, t_grad_y_hat) = loss_and_torch(nn.MSELoss, TF.mse_loss, y, y_hat)
     assert value.shape == (1,)
-    np.testing.assert_allclose(value[0], t_val.item(), **TORCH_TOL)
-    np.testing.assert_allclose(engine.gradient_buffer.get_param(y_hat), tyh.grad.numpy(), **TORCH_TOL)
-    np.testing.assert_allclose(engine.gradient_buffer.get_param(y), ty.grad.numpy(), **TORCH_TOL)
+    np.testing.assert_allclose(value[0], t_val, **TORCH_TOL)
+    np.testing.assert_allclose(grad_y_hat, t_grad_y_hat, **TORCH_TOL)
+    np.testing.assert_allclose(grad_y, t_grad_y, **TORCH_TOL)
 
 
 @pytest.mark.parametrize("targets", ["onehot", "soft"])
@@ -132,20 +139,13 @@ def test_softmax_cross_entropy_matches_torch(targets, scale):
         y = np.eye(c)[rng.integers(0, c, n)]
     else:
         y = rng.dirichlet(np.ones(c), n)
-    engine = Autograd()
-    loss = nn.SoftmaxCrossEntropy(engine)
-    value = loss(y, z)
-    loss.backward()
-    ty, tz = t64(y), t64(z)
-    t_val = TF.cross_entropy(tz, ty)
-    t_val.backward()
-    grad_z = engine.gradient_buffer.get_param(z)
-    grad_y = engine.gradient_buffer.get_param(y)
+    (value, grad_y, grad_z), (t_val, t_grad_y, t_grad_z) = loss_and_torch(
+        nn.SoftmaxCrossEntropy, TF.cross_entropy, y, z)
     assert value.shape == (1,) and np.all(np.isfinite(value))
     assert np.all(np.isfinite(grad_z)) and np.all(np.isfinite(grad_y))
-    np.testing.assert_allclose(value[0], t_val.item(), rtol=1e-10, atol=1e-10 * scale)
-    np.testing.assert_allclose(grad_z, tz.grad.numpy(), **TORCH_TOL)
-    np.testing.assert_allclose(grad_y, ty.grad.numpy(), rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(value[0], t_val, rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(grad_z, t_grad_z, **TORCH_TOL)
+    np.testing.assert_allclose(grad_y, t_grad_y, rtol=1e-10, atol=1e-10 * scale)
 
 
 def test_mlp_training_step_matches_torch():
