@@ -178,39 +178,42 @@ def test_mlp_training_step_matches_torch():
         np.testing.assert_allclose(layer.db, tb.grad.numpy(), **TORCH_TOL)
 
 
-def test_adam_matches_torch():
-    """Five Adam steps on fixed gradients give torch.optim.Adam's parameters."""
-    from mytorch.optim import Adam
+def steps_against_torch(ours, theirs, shape, steps, seed):
+    """(our parameter, torch's) after ``steps`` optimizer steps on the same random gradients.
 
-    rng = np.random.default_rng(6)
-    p = rng.standard_normal((3, 2))
-    grads = [rng.standard_normal((3, 2)) for _ in range(5)]
+    ``ours(params)`` builds a mytorch optimizer over (param, grad) pairs, ``theirs(tensors)``
+    the torch one.
+    """
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(shape)
+    grads = [rng.standard_normal(shape) for _ in range(steps)]
     g = np.zeros_like(p)
-    opt = Adam([(p, g)], lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    opt = ours([(p, g)])
     tp = t64(p)
-    t_opt = torch.optim.Adam([tp], lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    t_opt = theirs([tp])
     for grad in grads:
         g[...] = grad
         opt.step()
         tp.grad = torch.from_numpy(grad.copy())
         t_opt.step()
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-12)
+    return p, tp.detach().numpy()
+
+
+def test_adam_matches_torch():
+    """Five Adam steps on fixed gradients give torch.optim.Adam's parameters."""
+    from mytorch.optim import Adam
+
+    p, tp = steps_against_torch(lambda params: Adam(params, lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+                                lambda params: torch.optim.Adam(params, lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+                                (3, 2), 5, seed=6)
+    np.testing.assert_allclose(p, tp, rtol=1e-12, atol=1e-12)
 
 
 def test_sgd_momentum_matches_torch():
     """Four SGD-with-momentum steps equal torch.optim.SGD's (dampening 0, no Nesterov)."""
     from mytorch.optim import SGD
 
-    rng = np.random.default_rng(8)
-    p = rng.standard_normal(4)
-    grads = [rng.standard_normal(4) for _ in range(4)]
-    g = np.zeros_like(p)
-    opt = SGD([(p, g)], lr=0.1, momentum=0.9)
-    tp = t64(p)
-    t_opt = torch.optim.SGD([tp], lr=0.1, momentum=0.9)
-    for grad in grads:
-        g[...] = grad
-        opt.step()
-        tp.grad = torch.from_numpy(grad.copy())
-        t_opt.step()
-    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-12)
+    p, tp = steps_against_torch(lambda params: SGD(params, lr=0.1, momentum=0.9),
+                                lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
+                                (4,), 4, seed=8)
+    np.testing.assert_allclose(p, tp, rtol=1e-12, atol=1e-12)
