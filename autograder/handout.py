@@ -12,7 +12,6 @@ round-trip check of the project's tests).
 """
 import argparse
 import ast
-import io
 import json
 import os
 import re
@@ -166,7 +165,8 @@ def check_uses(todos):
 
 
 def project_metadata(root=ROOT):
-    """The version, requires-python, dependencies and plot extra of ``root``/pyproject.toml, as strings and lists."""
+    """The version, requires-python, dependencies and plot extra of ``root``/pyproject.toml (strings and
+    lists), and ``numpy``, the NumPy requirement."""
     path = os.path.join(root, "pyproject.toml")
     with open(path) as handle:
         text = handle.read()
@@ -177,6 +177,7 @@ def project_metadata(root=ROOT):
         if not match:
             raise ValueError(f"{path}: no {key.replace('_', '-')} found")
         found[key] = match.group(1) if key in ("version", "requires_python") else re.findall(r'"([^"]+)"', match.group(1))
+    found["numpy"] = next((d for d in found["dependencies"] if d.startswith("numpy")), "numpy")
     return found
 
 
@@ -197,9 +198,8 @@ def readme(todos, metadata):
     with open(os.path.join(ROOT, "autograder", "STUDENT_README.md")) as handle:
         template = handle.read()
     listing = "\n".join(f"- `{path}`: " + ", ".join(f"`{name}`" for name in names) for path, names in todos.items())
-    numpy = next((d for d in metadata["dependencies"] if d.startswith("numpy")), "numpy")
     return (template.replace("{todo_list}", listing).replace("{requires_python}", metadata["requires_python"])
-            .replace("{numpy}", numpy))
+            .replace("{numpy}", metadata["numpy"]))
 
 
 def handout_project(metadata):
@@ -355,7 +355,6 @@ def autolab_instructions(problems, metadata):
     """What the instructor sets up on Autolab, with the problem names and points."""
     width = max(len(name) for name in problems)
     table = "\n".join(f"     {name:<{width}}  {points:>4g}" for name, points in problems.items())
-    numpy = next((d for d in metadata["dependencies"] if d.startswith("numpy")), "numpy")
     return f"""Autolab setup for the mytorch homework
 1. In the assessment, create these problems, named exactly so, with these maximum scores:
 {table}
@@ -363,7 +362,7 @@ def autolab_instructions(problems, metadata):
 2. Handin filename: handin.tar (what the students' create_tarball.sh makes).
 3. Autograder: upload autograde-Makefile and autograde.tar; timeout 180 s or more (the Makefile
    stops the grader after TIME_LIMIT = 170 s and then scores 0: change both together). The image
-   needs python3 ({metadata['requires_python']}) with NumPy ({numpy}), e.g. one built from
+   needs python3 ({metadata['requires_python']}) with NumPy ({metadata['numpy']}), e.g. one built from
    autograding_image with `pip install numpy`.
 4. Try it before the students do: copy a handin.tar, autograde.tar and autograde-Makefile (as
    Makefile) into an empty folder and run make there: the last line printed is the JSON.

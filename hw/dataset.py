@@ -123,9 +123,9 @@ def _read_npz(file):
         raise DataError(f"{file}: holds a single array; pass the folder that holds the course's "
                         f".npy files, or an .npz archive")
     if not magic.startswith(b"PK"):  # every .npz file is a zip archive
-        raise DataError(f"{file}: is not a NumPy .npz archive; --data takes a folder in the course layout "
-                        f"(train_data.npy, train_labels.npy, val_data.npy, val_labels.npy) or an .npz "
-                        f"file holding those arrays")
+        raise DataError(f"{file}: cannot be read: it is not a NumPy .npz archive (--data takes a folder in "
+                        f"the course layout, with train_data.npy, train_labels.npy, val_data.npy and "
+                        f"val_labels.npy, or an .npz file holding those arrays)")
     try:
         archive = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -177,16 +177,16 @@ def _check_labels(name, labels, n, data_name, num_classes=None):
         whole = np.isfinite(labels) & (labels == np.round(labels))
         if not whole.all():
             index = int(np.argmin(whole))
-            raise DataError(f"{name}: label {float(labels[index]):g} at index {index} is not a whole number; "
-                            f"labels are class numbers 0, 1, 2, ...")
+            raise DataError(f"{name}: label {float(labels[index]):g} at index {index} is not a whole number: "
+                            f"expected integer class labels 0, 1, 2, ...")
         labels = labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
         raise DataError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
     labels = labels.astype(np.int64)
     index = int(np.argmin(labels))
     if labels[index] < 0:
-        raise DataError(f"{name}: label {labels[index]} at index {index} is negative; "
-                        f"labels are class numbers 0, 1, 2, ...")
+        raise DataError(f"{name}: label {labels[index]} at index {index} is negative: "
+                        f"labels must be class numbers 0, 1, 2, ...")
     index = int(np.argmax(labels))
     largest = int(labels[index])
     if num_classes is None and largest + 1 > n:

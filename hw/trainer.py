@@ -39,7 +39,7 @@ import traceback
 
 import numpy as np
 
-from hw.dataset import DataError, load_dataset
+from hw.dataset import load_dataset
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mnist5k.npz")
 STAT_NAMES = ("train_loss", "train_error", "val_loss", "val_error")
@@ -299,7 +299,7 @@ def run(parser, argv, model_name, build, fit, evaluate):
     try:
         data = load_dataset(args.data)
         prepare_outdir(args.outdir)
-    except (DataError, ValueError) as error:
+    except ValueError as error:  # hw.dataset.DataError included
         return fail(error, 2)
 
     rng = np.random.default_rng(args.seed)

@@ -275,7 +275,7 @@ def test_whole_float_labels_are_accepted_and_a_missing_class_is_named(capsys, ti
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda path: path.write_text("# a README\n"), "is not a NumPy .npz archive; --data takes a folder"),
+    (lambda path: path.write_text("# a README\n"), "cannot be read: it is not a NumPy .npz archive (--data takes a folder"),
     (lambda path: np.save(path, np.zeros(3)), "holds a single array"),
     (lambda path: path.write_bytes(b"PK\x03\x04 not really a zip"), "cannot be read as a NumPy .npz archive"),
 ])
