@@ -48,10 +48,21 @@ def text_report(report, title):
     return "\n".join(lines)
 
 
-def autolab_line(report):
-    """Autolab's summary: a JSON object with one score per section (and 'hidden')."""
-    scores = {section: 0 for section in SECTIONS} if report.error else report.section_scores()
-    return json.dumps({"scores": scores}, sort_keys=False)
+def autolab_problems(tests):
+    """{Autolab problem name: points} of ``tests``: one problem per section, plus 'hidden' for the hidden tests."""
+    points = {}
+    for test in tests:
+        key = "hidden" if test.hidden else test.section
+        points[key] = points.get(key, 0) + test.points
+    return {key: points[key] for key in SECTIONS + ("hidden",) if key in points}
+
+
+def autolab_line(report, tests):
+    """Autolab's summary: a JSON object with a score for every problem of ``tests``, 0 when not graded."""
+    scores = {key: 0.0 for key in autolab_problems(tests)}
+    if not report.error:
+        scores.update(report.section_scores())
+    return json.dumps({"scores": scores})
 
 
 def gradescope_results(report):

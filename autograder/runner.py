@@ -3,7 +3,7 @@
     python autograder/runner.py [SECTION ...]
         grade this tree on the public tests (the student's view); the last line is
         Autolab's JSON summary
-    python autograder/runner.py --submission PATH [--hidden] [--format text|autolab|gradescope] [--output FILE]
+    python autograder/runner.py --submission PATH [--hidden] [--format text|autolab|gradescope|junit] [--output FILE]
         grade a handin.tar (or a folder holding mytorch/ or one tarball)
     python autograder/runner.py --batch DIR --csv FILE [--jobs N] [--hidden]
         grade every tarball or folder in DIR into a gradebook CSV
@@ -22,7 +22,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 elif ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from autograder import grading, report, sandbox  # noqa: E402
+from autograder import grading, junit, report, sandbox  # noqa: E402
 
 
 def parse_args(argv):
@@ -38,9 +38,9 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help=f"submissions graded at once (with --batch; at most {sandbox.SLOTS})")
     parser.add_argument("--hidden", action="store_true", help="also run the hidden tests (not in the handout)")
-    parser.add_argument("--format", choices=("text", "autolab", "gradescope"), default=None,
+    parser.add_argument("--format", choices=("text", "autolab", "gradescope", "junit"), default=None,
                         help="text (default), autolab (text, then the JSON summary as the last line), "
-                             "gradescope (results.json)")
+                             "gradescope (results.json), junit (JUnit XML, for CI services)")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
     parser.add_argument("--timeout", type=float, default=defaults.timeout, metavar="S",
                         help=f"seconds per test (default {defaults.timeout:g})")
@@ -76,16 +76,19 @@ def grade_one(args, tests, options):
     title = f"mytorch autograder: {args.submission} ({'public and hidden' if args.hidden else 'public'} tests)"
     if fmt == "gradescope":
         text = json.dumps(report.gradescope_results(result), indent=1)
+    elif fmt == "junit":
+        text = junit.junit_xml(result, title)
     else:
         text = report.text_report(result, title)
         if fmt == "autolab":
-            text += "\n" + report.autolab_line(result)
+            text += "\n" + report.autolab_line(result, tests)
     emit(text, args.output)
     if args.output:
         print(f"graded {args.submission}: {report.number(result.total())}/{report.number(result.max_total())}"
               f" -> {args.output}" if not result.error else f"could not grade {args.submission}: {result.error}")
-    # Gradescope reads results.json whatever the exit status; elsewhere 1 says "not graded".
-    return 1 if result.error and fmt != "gradescope" else 0
+    # Gradescope and Autolab read their report whatever the exit status (and Autolab's Makefile must not
+    # fail after the JSON line); elsewhere 1 says "not graded".
+    return 1 if result.error and fmt not in ("gradescope", "autolab") else 0
 
 
 def grade_batch(args, tests, options):
@@ -108,7 +111,7 @@ def grade_tree(args, tests, options):
     result = grading.grade(ROOT, tests, options)
     which = f"sections {', '.join(args.sections)}" if args.sections else "all sections"
     print(report.text_report(result, f"mytorch autograder: public tests, {which}"))
-    print(report.autolab_line(result), flush=True)
+    print(report.autolab_line(result, tests), flush=True)
     return 1 if result.error else 0
 
 

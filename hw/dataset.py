@@ -9,8 +9,10 @@ Two sources are accepted:
   and optionally ``test_data.npy`` and ``test_labels.npy``).
 
 Images are rows of shape (N, D) (or (N, H, W), which is flattened); labels are
-integers 0..C-1 of shape (N,). uint8 images are scaled from 0..255 to 0..1; other
-numeric images are used as they are (as float64).
+integers 0..C-1 of shape (N,), where C, the number of classes, is the largest
+training label plus one (at most the number of training examples; the validation
+and test labels must be classes of the training set). uint8 images are scaled from
+0..255 to 0..1; other numeric images are used as they are (as float64).
 """
 import os
 import zipfile
@@ -35,8 +37,7 @@ class Dataset:
         self.source = source
         self.train, self.val, self.test = train, val, test
         self.num_features = train[0].shape[1]
-        labels = [split[1] for split in (train, val, test) if split is not None]
-        self.num_classes = int(max(part.max() for part in labels)) + 1
+        self.num_classes = int(train[1].max()) + 1
 
     def as_tuple(self):
         """``(train, val, test)``, the form ``get_training_stats`` takes."""
@@ -47,8 +48,12 @@ class Dataset:
         sizes = ", ".join(
             f"{len(split[0])} {name}" for name, split in zip(SPLITS, self.as_tuple()) if split is not None
         )
-        return (f"{self.source}: {sizes} examples of {self.num_features} features, "
-                f"{self.num_classes} classes")
+        text = f"{self.source}: {sizes} examples of {self.num_features} features, {self.num_classes} classes"
+        missing = np.setdiff1d(np.arange(self.num_classes), self.train[1])
+        if len(missing):
+            shown = ", ".join(str(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            text += f" (no training example of class {shown})"
+        return text
 
 
 def load_dataset(path):
@@ -62,15 +67,17 @@ def load_dataset(path):
                         f"with train_data.npy, train_labels.npy, val_data.npy, val_labels.npy, "
                         f"or an .npz file holding those arrays)")
     splits = {}
-    num_features = None
-    for split in SPLITS:
+    num_features = num_classes = None
+    for split in SPLITS:  # train first: it sets the number of features and of classes
         if split not in arrays:
             splits[split] = None
             continue
         (data_name, data), (labels_name, labels) = arrays[split]
         x = _check_data(data_name, data, num_features)
         num_features = x.shape[1]
-        splits[split] = (x, _check_labels(labels_name, labels, len(x), data_name))
+        labels = _check_labels(labels_name, labels, len(x), data_name, num_classes)
+        num_classes = num_classes or int(labels.max()) + 1
+        splits[split] = (x, labels)
     return Dataset(path, splits["train"], splits["val"], splits["test"])
 
 
@@ -108,12 +115,21 @@ def _load_npy(file):
 def _read_npz(file):
     """An .npz archive with the arrays {split}_data and {split}_labels; test ones are optional."""
     try:
+        with open(file, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as error:
+        raise DataError(f"{file}: cannot be read ({error.strerror})") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{file}: holds a single array; pass the folder that holds the course's "
+                        f".npy files, or an .npz archive")
+    if not magic.startswith(b"PK"):  # every .npz file is a zip archive
+        raise DataError(f"{file}: cannot be read: it is not a NumPy .npz archive (--data takes a folder in "
+                        f"the course layout, with train_data.npy, train_labels.npy, val_data.npy and "
+                        f"val_labels.npy, or an .npz file holding those arrays)")
+    try:
         archive = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{file}: cannot be read as a NumPy .npz archive ({error})") from None
-    if isinstance(archive, np.ndarray):
-        raise DataError(f"{file}: holds a single array; pass the folder that holds the course's "
-                        f".npy files, or an .npz archive")
     try:
         with archive:
             contents = {name: archive[name] for name in archive.files}
@@ -151,15 +167,32 @@ def _check_data(name, data, num_features):
     return x
 
 
-def _check_labels(name, labels, n, data_name):
-    """Integer class labels 0..C-1 of shape (n,), as int64."""
+def _check_labels(name, labels, n, data_name, num_classes=None):
+    """Integer class labels of shape (n,), as int64: 0..num_classes-1, or for the training split
+    (``num_classes`` None) 0..C-1 with C = the largest label + 1 at most ``n``."""
     if labels.shape != (n,):
         raise DataError(f"{name}: expected shape ({n},) (one integer label per row of {data_name}), "
                         f"got shape {labels.shape}")
-    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            index = int(np.argmin(whole))
+            raise DataError(f"{name}: label {float(labels[index]):g} at index {index} is not a whole number: "
+                            f"expected integer class labels 0, 1, 2, ...")
         labels = labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
         raise DataError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
-    if labels.min() < 0:
-        raise DataError(f"{name}: labels must be class numbers 0, 1, 2, ...; found {labels.min()}")
-    return labels.astype(np.int64)
+    labels = labels.astype(np.int64)
+    index = int(np.argmin(labels))
+    if labels[index] < 0:
+        raise DataError(f"{name}: label {labels[index]} at index {index} is negative: "
+                        f"labels must be class numbers 0, 1, 2, ...")
+    index = int(np.argmax(labels))
+    largest = int(labels[index])
+    if num_classes is None and largest + 1 > n:
+        raise DataError(f"{name}: label {largest} at index {index} would make {largest + 1} classes, more than "
+                        f"the {n} training examples; labels are class numbers 0, 1, ..., C-1")
+    if num_classes is not None and largest >= num_classes:
+        raise DataError(f"{name}: label {largest} at index {index} is not a class of the training labels "
+                        f"(0..{num_classes - 1})")
+    return labels

@@ -1,8 +1,11 @@
-"""Tests of hw/mlp_runner.py: every flag, the outputs, determinism and every error message.
+"""Tests of hw/mlp_runner.py and the trainer it is built on (hw/trainer.py): every flag, the
+outputs, determinism, every error message with its exit status, divergence, and the trainer's
+API driven by a model that is not the MLP.
 
 Most tests call ``main(argv)`` in-process on a tiny data set in the course layout;
 a few run ``python hw/mlp_runner.py`` as a script, the way students do.
 """
+import argparse
 import io
 import json
 import os
@@ -16,7 +19,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from hw import mlp_runner  # noqa: E402
+from hw import mlp_runner, trainer  # noqa: E402
 
 RUNNER = os.path.join(REPO_ROOT, "hw", "mlp_runner.py")
 STAT_KEYS = {"train_loss", "train_error", "val_loss", "val_error"}
@@ -203,10 +206,6 @@ def test_labels_that_do_not_match_the_images(capsys, tiny, tmp_path):
     assert "train_labels.npy: expected shape (60,) (one integer label per row of" in err
 
 
-def test_outdir_that_is_a_file(capsys, tiny, tmp_path):
-    (tmp_path / "file").write_text("x")
-    status, _, err = run(capsys, "--data", tiny, "--outdir", tmp_path / "file")
-    assert status == 2 and "--outdir" in err and "cannot create the folder" in err
 
 
 def test_a_nan_loss_stops_the_run_and_suggests_a_smaller_lr(capsys, tiny, tmp_path):
@@ -227,6 +226,216 @@ def test_an_unwritten_homework_part_is_named(capsys, tiny, tmp_path, monkeypatch
     assert "not written yet: stub in" in err and "TODO: MLP.forward" in err
 
 
+def test_help_shows_every_default_in_the_form_the_flag_accepts(capsys):
+    with pytest.raises(SystemExit):
+        mlp_runner.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps long help lines
+    assert "(default: 128,64)" in text and "[128, 64]" not in text
+    parser = mlp_runner.build_parser()
+    for action in parser._actions:
+        if action.default not in (None, argparse.SUPPRESS) and action.option_strings:
+            shown = f"(default: {action.default})"
+            assert shown in text, action.option_strings
+            if isinstance(action.default, str) and action.type is not None:  # the shown text parses back
+                parser.parse_args([action.option_strings[0], action.default])
+    assert parser.parse_args([]).hiddens == [128, 64]
+
+
+def write_split(folder, split, images, labels):
+    np.save(folder / f"{split}_data.npy", images)
+    np.save(folder / f"{split}_labels.npy", labels)
+
+
+@pytest.mark.parametrize("split, labels, message", [
+    ("train", "huge", "train_labels.npy: label 1000000000000 at index 4 would make 1000000000001 classes, more "
+                      "than the 60 training examples"),
+    ("train", "negative", "train_labels.npy: label -1 at index 4 is negative"),
+    ("train", "fraction", "train_labels.npy: label 2.5 at index 4 is not a whole number"),
+    ("train", "nan", "train_labels.npy: label nan at index 4 is not a whole number"),
+    ("val", "unknown", "val_labels.npy: label 3 at index 4 is not a class of the training labels (0..2)"),
+    ("test", "huge", "test_labels.npy: label 1000000000000 at index 4 is not a class of the training labels (0..2)"),
+])
+def test_a_label_outside_the_classes_is_refused_with_the_label_and_the_file(capsys, tiny, tmp_path, split,
+                                                                              labels, message):
+    values = np.load(tiny / f"{split}_labels.npy").astype(np.float64 if labels in ("fraction", "nan") else np.int64)
+    values[4] = {"huge": 10 ** 12, "negative": -1, "fraction": 2.5, "nan": np.nan, "unknown": 3}[labels]
+    np.save(tiny / f"{split}_labels.npy", values)
+    status, out, err = run(capsys, "--data", tiny, "--outdir", tmp_path / "out")
+    assert status == 2 and message in err, err
+    assert "epoch" not in out and not (tmp_path / "out").exists()  # refused before anything else
+
+
+def test_whole_float_labels_are_accepted_and_a_missing_class_is_named(capsys, tiny, tmp_path):
+    labels = np.load(tiny / "train_labels.npy")
+    labels[labels == 1] = 0  # no training example of class 1 (0 and 2 remain)
+    np.save(tiny / "train_labels.npy", labels.astype(np.float32))
+    status, out, err = tiny_run(capsys, tiny, tmp_path)
+    assert status == 0, err
+    assert "3 classes (no training example of class 1)" in out
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.write_text("# a README\n"), "cannot be read: it is not a NumPy .npz archive (--data takes a folder"),
+    (lambda path: np.save(path, np.zeros(3)), "holds a single array"),
+    (lambda path: path.write_bytes(b"PK\x03\x04 not really a zip"), "cannot be read as a NumPy .npz archive"),
+])
+def test_a_data_file_that_is_not_an_npz_archive_says_what_was_expected(capsys, tmp_path, make, message):
+    path = tmp_path / "README.md"
+    make(path)
+    if not path.exists():  # np.save added .npy
+        path = tmp_path / "README.md.npy"
+    status, _, err = run(capsys, "--data", path, "--outdir", tmp_path / "out")
+    assert status == 2 and message in err, err
+    assert "pickle" not in err
+
+
+@pytest.mark.parametrize("case", ["file", "proc", "stats_is_a_folder"])
+def test_an_outdir_that_cannot_be_written_is_refused_before_training(capsys, tiny, tmp_path, case):
+    if case == "file":
+        outdir = tmp_path / "file"
+        outdir.write_text("x")
+        message = "is a file, not a folder"
+    elif case == "proc":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("needs Linux's /proc")
+        outdir, message = "/proc", "--outdir /proc: cannot write there"
+    else:
+        outdir = tmp_path / "out"
+        (outdir / "stats.json").mkdir(parents=True)
+        message = "stats.json is a folder"
+    status, out, err = run(capsys, "--data", tiny, "--outdir", outdir, "--epochs", 1)
+    assert status == 2 and message in err, err
+    assert "epoch" not in out and "model:" not in out
+
+
+def test_an_exploding_loss_stops_the_run_with_a_hint(capsys, tiny, tmp_path):
+    status, out, err = tiny_run(capsys, tiny, tmp_path, "--lr", "1e6")
+    assert status == 1
+    assert "the training loss exploded to" in err and "(the first batch's was" in err
+    assert "Try a smaller learning rate, e.g. --lr 100000 (the default is 0.05)" in err
+    assert not (tmp_path / "stats.json").exists() and "validation accuracy" not in out
+
+
+@pytest.mark.parametrize("batches, message", [
+    ([2.3, 2.0, 1.5, 1.0], None),                      # training: the loss falls
+    ([2.3, 2.0, 22.0, 1.0], None),                     # a spike under 10x the first batch's loss
+    ([2.3, 2.0, 24.0], "the training loss exploded to 24 at epoch 1, batch 3 (the first batch's was 2.3)"),
+    ([2.3, float("inf")], "the training loss became inf at epoch 1, batch 2"),
+    ([2.3, float("nan")], "the training loss became nan at epoch 1, batch 2"),
+    ([0.001, 0.5, 0.9], None),                         # a loss near zero may grow a little: at least 10 x 0.1
+    ([0.001, 1.5], "the training loss exploded to 1.5 at epoch 1, batch 2 (the first batch's was 0.001)"),
+])
+def test_the_divergence_watch(batches, message):
+    watch = trainer.DivergenceWatch()
+    done = total = 0
+
+    def feed():
+        nonlocal done, total
+        for loss in batches:  # batches of 4 examples; the callback gets the running mean
+            done, total = done + 4, total + 4 * loss
+            watch.batch(1, done, 4 * len(batches), total / done)
+
+    if message is None:
+        feed()
+        watch.epoch(1, batches[-1], 0.5, batches[-1], 0.5)
+    else:
+        with pytest.raises(trainer.Diverged) as error:
+            feed()
+        assert str(error.value) == message
+
+
+def test_the_watch_checks_the_validation_loss_and_counts_batches_per_epoch():
+    watch = trainer.DivergenceWatch()
+    for epoch in (1, 2):
+        for done in (4, 8):
+            watch.batch(epoch, done, 8, 2.0)
+    with pytest.raises(trainer.Diverged, match=r"^the training loss became inf at epoch 3, batch 1$"):
+        watch.batch(3, 4, 8, float("inf"))
+    with pytest.raises(trainer.Diverged, match=r"^the validation loss exploded to 50 after epoch 2"):
+        watch.epoch(2, 2.0, 0.5, 50.0, 0.9)
+
+
+# ---------------------------------------------------------------------------- the trainer's API
+class Centroids:
+    """A model that is not the MLP: nearest class mean, 'trained' one batch at a time."""
+
+    def __init__(self, num_features, num_classes):
+        self.sums = np.zeros((num_classes, num_features))
+        self.counts = np.zeros(num_classes)
+
+    def scores(self, x):
+        means = self.sums / np.maximum(self.counts, 1)[:, None]
+        return -((x[:, None, :] - means[None]) ** 2).sum(axis=2)
+
+    def loss_and_error(self, x, labels):
+        scores = self.scores(x)
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-log_p[np.arange(len(x)), labels].mean()), float(np.mean(scores.argmax(axis=1) != labels))
+
+
+def centroid_runner(outdir_calls):
+    def build(data, args, rng):
+        return Centroids(data.num_features, data.num_classes), "nearest class mean"
+
+    def fit(model, data, args, rng, on_batch, on_epoch):
+        (x, labels), (val_x, val_labels) = data.train, data.val
+        curves = ([], [], [], [])
+        for epoch in range(1, args.epochs + 1):
+            order = rng.permutation(len(x))
+            loss_sum = 0.0
+            for start in range(0, len(x), args.batch_size):
+                rows = order[start:start + args.batch_size]
+                loss, _ = model.loss_and_error(x[rows], labels[rows])
+                np.add.at(model.sums, labels[rows], x[rows])
+                np.add.at(model.counts, labels[rows], 1)
+                loss_sum += loss * len(rows)
+                on_batch(epoch, start + len(rows), len(x), loss_sum / (start + len(rows)))
+            values = (loss_sum / len(x), model.loss_and_error(x, labels)[1]) + model.loss_and_error(val_x, val_labels)
+            for curve, value in zip(curves, values):
+                curve.append(value)
+            on_epoch(epoch, *values)
+            outdir_calls.append(epoch)
+        return curves
+
+    def evaluate(model, x, labels):
+        return model.loss_and_error(x, labels)
+
+    return build, fit, evaluate
+
+
+def test_another_model_runs_on_the_trainer_with_the_same_flags_and_outputs(capsys, tiny, tmp_path):
+    pytest.importorskip("matplotlib")
+    epochs = []
+    parser = trainer.build_parser("centroid_runner.py", "Nearest class means.", epochs=3, momentum=None)
+    assert "--momentum" not in parser.format_help()
+    status = trainer.run(parser, ["--data", str(tiny), "--outdir", str(tmp_path), "--batch-size", "16"],
+                         "Centroids", *centroid_runner(epochs))
+    out = capsys.readouterr().out
+    assert status == 0 and epochs == [1, 2, 3]
+    assert "model: nearest class mean, batch 16, 3 epochs, seed 0" in out
+    assert "epoch 3/3" in out and "test: loss" in out
+    assert {len(v) for v in stats_of(tmp_path).values()} == {3}
+    assert set(stats_of(tmp_path)) == STAT_KEYS
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_whose_fit_reports_an_infinite_loss_is_stopped(capsys, tiny, tmp_path):
+    def fit(model, data, args, rng, on_batch, on_epoch):
+        on_batch(1, 16, 60, 2.0)
+        on_batch(1, 32, 60, float("inf"))
+        raise AssertionError("the trainer should have stopped this run")
+
+    build, _, evaluate = centroid_runner([])
+    parser = trainer.build_parser("centroid_runner.py", "Nearest class means.")
+    status = trainer.run(parser, ["--data", str(tiny), "--outdir", str(tmp_path), "--lr", "0.01"],
+                         "Centroids", build, fit, evaluate)
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == ("centroid_runner.py: error: the training loss became inf at epoch 1, batch 2; training stopped. "
+                   "Try a smaller learning rate, e.g. --lr 0.001\n")
+
+
 # ---------------------------------------------------------------------------- progress line
 class FakeTerminal(io.StringIO):
     def isatty(self):
@@ -235,7 +444,7 @@ class FakeTerminal(io.StringIO):
 
 def test_progress_line_updates_in_place_on_a_terminal():
     terminal = FakeTerminal()
-    progress = mlp_runner.ProgressLine(terminal, nepochs=3, interval=0)
+    progress = trainer.ProgressLine(terminal, nepochs=3, interval=0)
     progress.update(1, 32, 128, 2.5)
     progress.update(1, 128, 128, 1.25)
     progress.clear()
@@ -248,7 +457,7 @@ def test_progress_line_updates_in_place_on_a_terminal():
 
 def test_progress_line_is_silent_when_not_a_terminal():
     stream = io.StringIO()
-    progress = mlp_runner.ProgressLine(stream, nepochs=1, interval=0)
+    progress = trainer.ProgressLine(stream, nepochs=1, interval=0)
     progress.update(1, 10, 10, 1.0)
     progress.clear()
     assert stream.getvalue() == "" and progress.samples_per_second > 0
