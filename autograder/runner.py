@@ -35,7 +35,8 @@ def parse_args(argv):
     parser.add_argument("sections", nargs="*", metavar="SECTION", help="grade only these sections")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--submission", metavar="PATH",
-                       help="a handin.tar (or .zip), or a folder holding mytorch/, an archive, or one folder holding mytorch/")
+                       help="a handin.tar (or .zip), or a folder holding mytorch/, an archive, or one folder "
+                            "holding mytorch/")
     where.add_argument("--batch", metavar="DIR", help="grade every tarball or folder in DIR")
     parser.add_argument("--csv", metavar="FILE", help="the gradebook to write (with --batch)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -138,7 +139,8 @@ def grade_batch(args, tests, options):
                 reports[i] = r = future.result()
                 rows.writerow(report.gradebook_row(r, tests))
                 progress.flush()
-                outcome = report.error_of(r) if r.error else f"{report.number(r.total())}/{report.number(r.max_total())}"
+                outcome = (report.error_of(r) if r.error
+                           else f"{report.number(r.total())}/{report.number(r.max_total())}")
                 print(f"[{done}/{len(paths)}] {report.one_line(names[i], report.MAX_NOTE)}: {outcome}",
                       file=sys.stderr, flush=True)
     report.write_atomically(args.csv, report.gradebook_csv(reports, tests))

@@ -110,9 +110,11 @@ class Notes:
 
 
 class Budget:
-    """Counts files, bytes and entries read and the time taken, raising SubmissionError past the limits."""
+    """Counts files, bytes and entries read and the time taken for the hand-in called ``display``,
+    raising SubmissionError past the limits."""
 
-    def __init__(self):
+    def __init__(self, display):
+        self.display = display
         self.files = 0
         self.bytes = 0
         self.entries = 0
@@ -123,22 +125,23 @@ class Budget:
         self.files += 1
         self.bytes += size
         if self.files > MAX_FILES:
-            raise SubmissionError(f"it holds more than {MAX_FILES} files in mytorch/ and hw/")
+            raise SubmissionError(f"{self.display} holds more than {MAX_FILES} files in mytorch/ and hw/")
         if size > MAX_FILE_BYTES:
             raise SubmissionError(f"{shown(name)} is larger than {megabytes(MAX_FILE_BYTES)}")
         if self.bytes > MAX_TOTAL_BYTES:
-            raise SubmissionError(f"its files in mytorch/ and hw/ add up to more than {megabytes(MAX_TOTAL_BYTES)}")
+            raise SubmissionError(f"the files of {self.display} in mytorch/ and hw/ add up to more than "
+                                  f"{megabytes(MAX_TOTAL_BYTES)}")
 
     def entry(self):
         """Account for one more archive or folder entry looked at."""
         self.entries += 1
         if self.entries > MAX_ENTRIES:
-            raise SubmissionError(f"it holds more than {MAX_ENTRIES:,} entries")
+            raise SubmissionError(f"{self.display} holds more than {MAX_ENTRIES:,} entries")
         self.check_time()
 
     def check_time(self):
         if time.monotonic() > self.deadline:
-            raise SubmissionError(f"reading it took more than {READ_SECONDS:g} s")
+            raise SubmissionError(f"reading {self.display} took more than {READ_SECONDS:g} s")
 
 
 # --------------------------------------------------------------------- where the files sit
@@ -152,12 +155,13 @@ def relative_paths(name):
 def choose_root(candidates, notes, display):
     """The submission files among ``candidates`` (archive name -> bytes): those of the shallowest folder
     holding mytorch/__init__.py (the top, or e.g. the one folder a zip puts everything in)."""
+    def depth(root):
+        return root.count("/") + bool(root)
     roots = sorted({root for name in candidates for root, relpath in relative_paths(name)
-                    if relpath == "mytorch/__init__.py"}, key=lambda root: (root.count("/") + bool(root), root))
+                    if relpath == "mytorch/__init__.py"}, key=lambda root: (depth(root), root))
     if not roots:
         raise SubmissionError(f"{display} holds no mytorch/__init__.py")
-    depth = roots[0].count("/") + bool(roots[0])
-    tied = [root for root in roots if root.count("/") + bool(root) == depth]
+    tied = [root for root in roots if depth(root) == depth(roots[0])]
     if len(tied) > 1:
         raise SubmissionError(f"{display} holds {len(tied)} copies of mytorch/ (in {listing(tied)}): keep one")
     for other in roots[1:]:
@@ -184,7 +188,7 @@ def without_conflicts(files, notes):
 def read_folder(root):
     """(files, notes) from a folder holding mytorch/; links and special files are skipped, never followed."""
     notes = Notes()
-    files = without_conflicts(folder_files(root, Budget(), notes), notes)
+    files = without_conflicts(folder_files(root, Budget(shown(os.path.basename(root))), notes), notes)
     return files, notes.listed()
 
 
@@ -321,7 +325,8 @@ class Unpacked:
     def read_exactly(self, count, what):
         data = self.read(count)
         if len(data) < count:
-            raise SubmissionError(f"{self.display} is damaged: it ends in the middle of {what} (the file was cut short)")
+            raise SubmissionError(f"{self.display} is damaged: it ends in the middle of {what} "
+                                  "(the file was cut short)")
         return data
 
     def skip(self, count, what):
@@ -482,7 +487,7 @@ def read_zip(handle, size, display, budget, notes):
             if problem:
                 notes.add(f"ignored unsafe entry {shown(info.filename)}: {problem}")
                 continue
-            name = posixpath.normpath(info.filename)
+            name = posixpath.normpath(info.filename.replace("\\", "/"))  # PowerShell 5.1 writes backslashes
             if info.is_dir() or not relative_paths(name):
                 continue
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 1:
@@ -587,8 +592,8 @@ def read_submission(path):
     """(files, notes) of the hand-in at ``path``: a tar or zip archive, or a folder holding mytorch/, an
     archive, or one folder holding mytorch/. SubmissionError, saying what to hand in, if it is none of
     these or cannot be read within the limits."""
-    budget, notes = Budget(), Notes()
     display = shown(os.path.basename(os.path.normpath(path)))
+    budget, notes = Budget(display), Notes()
     try:
         try:
             mode = os.lstat(path).st_mode
@@ -614,5 +619,5 @@ def read_tarball(path):
     """(files, notes) from the tar or zip archive at ``path`` (any compression), SubmissionError if it
     cannot be read."""
     notes = Notes()
-    files = without_conflicts(archive_files(path, Budget(), notes), notes)
+    files = without_conflicts(archive_files(path, Budget(shown(os.path.basename(path))), notes), notes)
     return files, notes.listed()

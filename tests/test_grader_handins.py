@@ -19,6 +19,7 @@ import tarfile
 import threading
 import time
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -144,7 +145,13 @@ def shape_tar_with_one_top_folder(tmp):
 
 
 def shape_zip_with_one_top_folder(tmp):
-    return put(tmp / "handout.zip", zip_bytes(prefix="handout/", extra=[("__MACOSX/handout/mytorch/._utils.py", b"\0")]))
+    apple = [("__MACOSX/handout/mytorch/._utils.py", b"\0")]
+    return put(tmp / "handout.zip", zip_bytes(prefix="handout/", extra=apple))
+
+
+def shape_zip_with_backslashes(tmp):  # as Windows PowerShell 5.1's Compress-Archive makes them
+    windows = {relpath.replace("/", "\\"): data for relpath, data in REFERENCE.items()}
+    return put(tmp / "handin.zip", zip_bytes(windows, prefix="hw1\\"))
 
 
 def shape_loose_files(tmp):
@@ -177,7 +184,8 @@ def shape_folder_holding_handin_tar_and_older_tarballs(tmp):
 
 
 SHAPES = [shape_plain_tar, shape_tgz_with_dot_slash, shape_gnu_tar_as_bz2_in_two_streams, shape_pax_tar_as_xz_named_tar,
-          shape_gzip_in_two_members, shape_tar_with_one_top_folder, shape_zip_with_one_top_folder, shape_loose_files,
+          shape_gzip_in_two_members, shape_tar_with_one_top_folder, shape_zip_with_one_top_folder,
+          shape_zip_with_backslashes, shape_loose_files,
           shape_folder_holding_handin_tar, shape_folder_holding_an_unpacked_zip,
           shape_folder_holding_one_tarball_of_another_name, shape_folder_holding_handin_tar_and_older_tarballs]
 
@@ -254,6 +262,11 @@ def more_than_500_files(tmp):
     return put(tmp / "handin.tar", tar_bytes(files))
 
 
+def more_than_20_mb_of_files(tmp):
+    files = dict(REFERENCE, **{f"mytorch/data{i}.py": bytes(2 * 10 ** 6) for i in range(11)})
+    return put(tmp / "handin.tar", tar_bytes(files))
+
+
 def a_missing_path(tmp):
     return str(tmp / "nothing-here.tar")
 
@@ -264,10 +277,12 @@ REFUSALS = [
     (a_7z_archive, "handin.7z is a 7z archive, not a tar or zip archive"),
     (empty_folder, "the upload holds no mytorch/ folder and no handin.tar (it is empty)"),
     (folder_of_other_files, "the upload holds no mytorch/ folder and no handin.tar (it holds notes.txt and plot.png)"),
-    (folder_of_archives_none_named_handin, "the upload holds 2 archives (a.tar and b.zip) and none is named handin.tar"),
+    (folder_of_archives_none_named_handin,
+     "the upload holds 2 archives (a.tar and b.zip) and none is named handin.tar"),
     (zip_without_mytorch, "handin.zip holds no mytorch/__init__.py"),
     (two_copies_side_by_side, "handin.tar holds 2 copies of mytorch/ (in a and b): keep one"),
-    (more_than_500_files, "it holds more than 500 files in mytorch/ and hw/"),
+    (more_than_500_files, "handin.tar holds more than 500 files in mytorch/ and hw/"),
+    (more_than_20_mb_of_files, "the files of handin.tar in mytorch/ and hw/ add up to more than 20 MB"),
     (a_missing_path, "nothing-here.tar cannot be read (No such file or directory)"),
 ]
 
@@ -330,7 +345,8 @@ def bzip2_zip():
 
 
 @pytest.mark.parametrize("make, reason", [
-    (lambda: zip_bytes(dict(REFERENCE, **{"mytorch/big.py": bytes(100 * 2 ** 20)})), "mytorch/big.py is larger than 2 MB"),
+    (lambda: zip_bytes(dict(REFERENCE, **{"mytorch/big.py": bytes(100 * 2 ** 20)})),
+     "mytorch/big.py is larger than 2 MB"),
     (lying_zip, "handin.zip is damaged: mytorch/big.py in it cannot be unpacked"),
     (bzip2_zip, f"handin.zip holds {next(iter(REFERENCE))} encrypted or compressed in a way the grader does not read"),
 ], ids=["honest 100 MB member", "member lying about its size", "bzip2 members (unbounded in zipfile)"])
@@ -343,6 +359,22 @@ def test_a_zip_directory_too_large_to_read_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(submission, "MAX_ZIP_DIRECTORY", 4096)
     message = refused(put(tmp_path / "handin.zip", zip_bytes(extra=[(f"junk/{i:04d}.txt", b"") for i in range(200)])))
     assert message.startswith("handin.zip lists too many files (its directory takes")
+
+
+def xz_needing_4_gb():
+    """The reference's tar as xz, its block header patched to announce a 4 GB dictionary (which the
+    decompressor would allocate), its checksum recomputed."""
+    data = bytearray(lzma.compress(tar_bytes()))
+    size = (data[12] + 1) * 4  # the block header follows the 12-byte stream header
+    assert data[14:16] == b"\x21\x01"  # one filter, LZMA2, one byte of properties: the dictionary size
+    data[16] = 40  # the largest: 4 GB - 1
+    data[12 + size - 4:12 + size] = zlib.crc32(bytes(data[12:12 + size - 4])).to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_an_xz_stream_asking_for_a_huge_dictionary_is_refused(tmp_path):
+    message = refused(put(tmp_path / "handin.tar.xz", xz_needing_4_gb()))
+    assert message.startswith("handin.tar.xz is damaged: its xz data needs more memory to unpack than allowed")
 
 
 def damaged(data, how):
@@ -435,7 +467,13 @@ def test_a_member_flood_is_read_and_its_notes_summarised(tmp_path):
 def test_more_entries_than_the_limit_is_a_reason_in_words(tmp_path):
     link = member("docs/link", tarfile.SYMTYPE, link="x").tobuf(tarfile.GNU_FORMAT)
     path = put(tmp_path / "handin.tar.gz", gzip.compress(link * (submission.MAX_ENTRIES + 1), compresslevel=1))
-    assert refused(path).startswith("it holds more than 100,000 entries")
+    assert refused(path).startswith("handin.tar.gz holds more than 100,000 entries")
+
+
+def test_reading_is_bounded_in_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(submission, "READ_SECONDS", -1.0)  # as if reading had already taken too long
+    for path in (shape_plain_tar(tmp_path), shape_zip_with_one_top_folder(tmp_path), shape_loose_files(tmp_path)):
+        assert " took more than -1 s." in refused(path)
 
 
 def test_a_very_deep_folder_is_noted_not_followed(tmp_path):
@@ -573,7 +611,8 @@ def test_a_batch_keeps_every_row_when_grading_one_raises(tmp_path, monkeypatch, 
     monkeypatch.setattr(grading, "grade", failing_grade)
     gradebook = batch / "grades.csv"  # inside the batch folder
     for _ in range(2):  # the second run must not grade the first run's gradebook
-        assert runner.main(["loss", "--batch", str(batch), "--csv", str(gradebook), "--timeout", "2", "--jobs", "2"]) == 0
+        argv = ["loss", "--batch", str(batch), "--csv", str(gradebook), "--timeout", "2", "--jobs", "2"]
+        assert runner.main(argv) == 0
         with open(gradebook, encoding="utf-8", newline="") as handle:
             rows = {row["submission"]: row for row in csv.DictReader(handle)}
         assert sorted(rows) == ["alice.tar", "bob.tar", "carol.tar", "d\\udce9sir\\udce9e.tar"]
@@ -608,7 +647,8 @@ def test_the_wall_clock_limit_reports_the_remaining_tests_as_not_run(tmp_path):
     not_run = [r for r in rep.results if r.feedback.startswith("not run: ")]
     assert len(rep.results) == len(PUBLIC) and {r.status for r in rep.results} == {"timeout"}
     assert 1 <= len(PUBLIC) - len(not_run) <= 4 and rep.total() == 0
-    assert rep.notes[-1] == f"grading stopped after 1.5 s, the limit for one submission: the last {len(not_run)} test(s) were not run"
+    assert rep.notes[-1] == (f"grading stopped after 1.5 s, the limit for one submission: the last {len(not_run)} "
+                             "test(s) were not run")
     assert elapsed < 1.5 + 0.5 + 10  # the limit, one test's own limit, and the sandbox's start and grace
 
 
