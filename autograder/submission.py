@@ -31,7 +31,7 @@ MAX_ENTRIES = 100_000  # archive entries (headers) or folder entries looked at
 MAX_STREAMS = 1000  # concatenated compressed streams (pbzip2 makes one per 900 KB)
 MAX_HEADER_BYTES = 1024 * 1024  # one pax or GNU long-name header
 MAX_PAX_RECORDS = 1000  # records in one pax header (real ones hold a dozen)
-MAX_NAME = 1024  # characters of a file name that is still read
+MAX_NAME = 1024  # bytes of a file name that is still read (the file systems' limit is 4096)
 MAX_DEPTH = 32  # folder levels read under mytorch/ and hw/
 READ_SECONDS = 30.0
 MAX_NOTES = 20  # notes listed one by one; the rest are counted
@@ -69,7 +69,8 @@ def unsafe_name(name):
         return "'..' in the path"
     if "\0" in name:
         return "a NUL character in the name"
-    if len(name) > MAX_NAME or any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in name.split("/")):
+    encoded = name.encode("utf-8", "surrogatepass")  # an undecodable byte counts 3: never too few
+    if len(encoded) > MAX_NAME or any(len(part) > 255 for part in encoded.split(b"/")):
         return "a name too long for a file system"
     return None
 

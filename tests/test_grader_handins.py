@@ -532,7 +532,8 @@ def test_links_inside_a_folder_hand_in_are_noted_not_followed(tmp_path):
 
 # --------------------------------------------------------------------- names and conflicts
 ODD_NAMES = ["mytorch/caf\udce9.py", "mytorch/new\nline.py", "mytorch/\x1b[31mred.py", "mytorch/" + "n" * 300 + ".py",
-             "mytorch/sp ace/ x.py", "mytorch/" + "d/" * 200 + "deep.py"]
+             "mytorch/sp ace/ x.py", "mytorch/" + "d/" * 200 + "deep.py",
+             "mytorch/" + "\U0001f600/" * 250 + "x.py"]  # 512 characters but 1,262 bytes: too long
 
 
 def test_odd_and_non_utf8_names_are_graded_or_noted_never_a_crash(tmp_path):
@@ -546,6 +547,8 @@ def test_odd_and_non_utf8_names_are_graded_or_noted_never_a_crash(tmp_path):
     assert set(files) - set(REFERENCE) == {"mytorch/caf\udce9.py", "mytorch/new\nline.py", "mytorch/\x1b[31mred.py",
                                             "mytorch/sp ace/ x.py", "mytorch/" + "d/" * 200 + "deep.py"}
     assert notes == [f"ignored unsafe entry mytorch/{'n' * 92}...: a name too long for a file system",
+                     f"ignored unsafe entry mytorch/{chr(0x1f600) + '/'}{(chr(0x1f600) + '/') * 45}...: a name too long "
+                     "for a file system",
                      "ignored unsafe entry 'mytorch/nul\\x00byte.py': a NUL character in the name"]
     rep = grading.grade(path, LOSS, FAST)
     assert rep.error is None and rep.total() == 8
