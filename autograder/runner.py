@@ -37,7 +37,7 @@ def parse_args(argv):
     where.add_argument("--submission", metavar="PATH",
                        help="a handin.tar (or .zip), or a folder holding mytorch/, an archive, or one folder "
                             "holding mytorch/")
-    where.add_argument("--batch", metavar="DIR", help="grade every tarball or folder in DIR")
+    where.add_argument("--batch", metavar="DIR", help="grade every archive or folder in DIR")
     parser.add_argument("--csv", metavar="FILE", help="the gradebook to write (with --batch)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help=f"submissions graded at once (with --batch; at most {sandbox.SLOTS})")
@@ -134,15 +134,20 @@ def grade_batch(args, tests, options):
         rows.writerow(report.gradebook_header(tests))
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {pool.submit(grade_safely, path, tests, options, args.batch): i for i, path in enumerate(paths)}
-            for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-                i = futures[future]
-                reports[i] = r = future.result()
-                rows.writerow(report.gradebook_row(r, tests))
-                progress.flush()
-                outcome = (report.error_of(r) if r.error
-                           else f"{report.number(r.total())}/{report.number(r.max_total())}")
-                print(f"[{done}/{len(paths)}] {report.one_line(names[i], report.MAX_NOTE)}: {outcome}",
-                      file=sys.stderr, flush=True)
+            try:
+                for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+                    i = futures[future]
+                    reports[i] = r = future.result()
+                    rows.writerow(report.gradebook_row(r, tests))
+                    progress.flush()
+                    outcome = (report.error_of(r) if r.error
+                               else f"{report.number(r.total())}/{report.number(r.max_total())}")
+                    print(f"[{done}/{len(paths)}] {report.one_line(names[i], report.MAX_NOTE)}: {outcome}",
+                          file=sys.stderr, flush=True)
+            except BaseException:  # Ctrl-C: start no more submissions (the ones running finish)
+                for future in futures:
+                    future.cancel()
+                raise
     report.write_atomically(args.csv, report.gradebook_csv(reports, tests))
     print(f"graded {len(paths)} submissions ({sum(1 for r in reports if r.error)} could not be graded) -> {args.csv}")
     return 0
