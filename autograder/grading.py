@@ -24,16 +24,18 @@ OUTPUT_LINES = 15  # lines of a test's printed output shown in its feedback
 
 
 class Options:
-    """Per-test limits (seconds, bytes) and how tests are isolated; the defaults suit a student's laptop
-    and a grading server, and are the runner's defaults.
+    """Per-test limits (seconds, bytes), the limit for a whole submission (``total`` seconds, default 20
+    tests' worth; tests not started by then are not run) and how tests are isolated; the defaults suit a
+    student's laptop and a grading server, and are the runner's defaults.
 
     ``hide``: as root, hide the grader, the other sandboxes and the submissions' folder from
     the tests in a private mount namespace; False relies on the sandbox's own uid and file
     modes only, as where namespaces are not allowed.
     """
 
-    def __init__(self, timeout=5.0, memory=2 * 1024 ** 3, python=None, hide=True):
+    def __init__(self, timeout=5.0, memory=2 * 1024 ** 3, python=None, hide=True, total=None):
         self.timeout = timeout
+        self.total = 20 * timeout if total is None else total
         self.memory = memory
         self.python = python
         self.hide = hide
@@ -305,7 +307,8 @@ class Report:
 
 
 def grade(path, tests, options, batch=None):
-    """Grade the submission at ``path`` (folder or tarball) on ``tests``; never raises for bad submissions.
+    """Grade the submission at ``path`` (folder or archive) on ``tests``; never raises: whatever goes wrong
+    ends in the report (``error`` when nothing could be graded).
 
     ``batch`` is the folder holding the other submissions of a batch: hidden from the
     tests like the grader (the folder holding ``path`` always is), and named in a note
@@ -316,13 +319,16 @@ def grade(path, tests, options, batch=None):
         files, notes = submission.read_submission(path)
     except submission.SubmissionError as error:
         return Report(path, [], [], error=str(error), elapsed=time.monotonic() - start)
+    except Exception as error:  # the grader's own failure: this report says so, a batch goes on
+        return Report(path, [], [], error=f"grader failure while reading the hand-in: {type(error).__name__}: "
+                                          f"{error}", elapsed=time.monotonic() - start)
     try:
         with sandbox.Sandbox(files) as box:
             hide = [sandbox.GRADER_ROOT, os.path.dirname(box.root), os.path.dirname(os.path.abspath(path))]
             hide += [batch] if batch else []
             with sandbox.Zygote(box, options.python, hide if options.hide else ()) as zygote:
                 zygote.start()
-                results = [run_test(zygote, test, options) for test in tests]
+                results = run_tests(zygote, tests, options, start + options.total, notes)
             if box.uid is not None:
                 notes += isolation_notes(zygote.isolation, path, batch)
     except sandbox.SandboxError as error:
@@ -349,6 +355,22 @@ def isolation_notes(isolation, path, batch):
             notes.append(f"the batch folder {batch} was not hidden from the tests (no mount namespace) and has "
                          f"mode {mode:o}: they could read the other submissions; make it private (chmod 700)")
     return notes
+
+
+def run_tests(zygote, tests, options, deadline, notes):
+    """The Result of each test; those not started by ``deadline`` (a time.monotonic() value) are not run."""
+    results = []
+    for test in tests:
+        if time.monotonic() >= deadline:
+            break
+        results.append(run_test(zygote, test, options))
+    skipped = tests[len(results):]
+    if skipped:
+        notes.append(f"grading stopped after {options.total:g} s, the limit for one submission: the last "
+                     f"{len(skipped)} test(s) were not run")
+    return results + [Result(test, 0.0, "timeout", f"not run: grading this submission took longer than its limit "
+                                                   f"of {options.total:g} s (did earlier tests time out?)")
+                      for test in skipped]
 
 
 def failure(test, text):

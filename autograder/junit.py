@@ -53,8 +53,9 @@ def junit_xml(report, title):
     if report.error:
         suite = element(root, "testsuite", name="submission", tests="1", failures="0", errors="1", skipped="0")
         case = element(suite, "testcase", name="grading", classname="submission")
-        element(case, "error", f"could not grade {report.submission}: {report.error}",
-                message=f"could not grade the submission: {report.error}", type="not graded")
+        reason = reports.error_of(report)
+        element(case, "error", f"could not grade {reports.one_line(report.submission, reports.MAX_NOTE)}: {reason}",
+                message=f"could not grade the submission: {reason}", type="not graded")
     groups = {}
     for result in report.results:
         groups.setdefault("hidden" if result.hidden else result.section, []).append(result)
@@ -68,10 +69,10 @@ def junit_xml(report, title):
             if result.status != "passed":
                 message = (f"{reports.number(result.score)}/{reports.number(result.points)} points, "
                            f"{result.status}: {result.description}")
-                element(case, "failure" if result.status == "failed" else "error", result.feedback,
+                element(case, "failure" if result.status == "failed" else "error", reports.feedback_of(result),
                         message=message, type=result.status)
     if report.notes:
-        element(root[0], "system-out", "\n".join(f"Note: {note}" for note in report.notes))
+        element(root[0], "system-out", "\n".join(f"Note: {note}" for note in reports.notes_of(report)))
     totals = {"tests": "1", "failures": "0", "errors": "1"} if report.error else counts(report.results)
     for name in ("tests", "failures", "errors"):
         root.set(name, totals[name])

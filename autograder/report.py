@@ -1,4 +1,10 @@
-"""Formatting reports: the text table, the Autolab line, Gradescope's results.json, the gradebook CSV."""
+"""Formatting reports: the text table, the Autolab line, Gradescope's results.json, the gradebook CSV.
+
+Whatever a hand-in holds, each output has a fixed upper size: a test's feedback, each
+note, the number of notes and the error text are cut to the limits below, and text
+from outside the grader (file names, printed output) is made printable, so no name
+or byte can make writing a report fail.
+"""
 import csv
 import io
 import json
@@ -6,6 +12,40 @@ import os
 import tempfile
 
 from autograder.grading import SECTIONS
+
+MAX_FEEDBACK = 8000  # characters of one test's feedback
+MAX_NOTE = 300  # characters of one note
+MAX_NOTES = 25  # notes shown; the rest are counted
+MAX_ERROR = 1000  # characters of the reason a submission could not be graded
+
+
+def printable(text, limit, keep="\n\t"):
+    """``text`` cut to ``limit`` characters, each character that is not printable (control characters,
+    stray surrogates from undecodable file names) written as its escape, such as \\x1b or \\udcff."""
+    text = str(text)
+    cut = f" [... {len(text) - limit:,} more characters]" if len(text) > limit else ""
+    return "".join(ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text[:limit]) + cut
+
+
+def one_line(text, limit):
+    return printable(text, limit, keep="")
+
+
+def feedback_of(result):
+    return printable(result.feedback, MAX_FEEDBACK)
+
+
+def notes_of(report):
+    """The report's notes, each on one line and cut, at most MAX_NOTES of them."""
+    notes = [one_line(note, MAX_NOTE) for note in report.notes[:MAX_NOTES]]
+    if len(report.notes) > MAX_NOTES:
+        notes.append(f"... and {len(report.notes) - MAX_NOTES} more notes")
+    return notes
+
+
+def error_of(report):
+    return one_line(report.error, MAX_ERROR)
 
 
 def number(value):
@@ -15,8 +55,9 @@ def number(value):
 
 def text_report(report, title):
     """The table of tests, the feedback of the tests not passed, and the totals."""
+    title = one_line(title, MAX_NOTE)
     if report.error:
-        return f"{title}\ncould not grade {report.submission}: {report.error}"
+        return f"{title}\ncould not grade {one_line(report.submission, MAX_NOTE)}: {error_of(report)}"
     width = max([len(r.name) for r in report.results] + [4])
     lines = [title, f"  {'test':<{width}}  {'score':>9}  status"]
     for r in report.results:
@@ -27,7 +68,7 @@ def text_report(report, title):
         lines += ["", "Feedback on the tests not passed:"]
         for r in failed:
             lines += ["", f"[{r.name}] {number(r.score)}/{number(r.points)}, {r.status}: {r.description}"]
-            lines += [f"  {line}" for line in r.feedback.splitlines()]
+            lines += [f"  {line}" for line in feedback_of(r).splitlines()]
     lines.append("")
     sections = {}
     for r in report.results:
@@ -36,8 +77,7 @@ def text_report(report, title):
     order = [s for s in SECTIONS if s in sections]
     lines.append("Sections: " + ", ".join(f"{s} {number(round(sections[s][0], 2))}/{number(sections[s][1])}"
                                           for s in order))
-    for note in report.notes:
-        lines.append(f"Note: {note}")
+    lines += [f"Note: {note}" for note in notes_of(report)]
     public = f"{number(report.total(hidden=False))}/{number(report.max_total(hidden=False))}"
     if any(r.hidden for r in report.results):
         hidden = f"{number(report.total(hidden=True))}/{number(report.max_total(hidden=True))}"
@@ -69,18 +109,17 @@ def gradescope_results(report):
     """results.json as Gradescope's autograder specification describes it."""
     if report.error:
         return {"score": 0.0, "execution_time": round(report.elapsed, 3),
-                "output": f"Your submission could not be graded: {report.error}", "tests": []}
+                "output": f"Your submission could not be graded: {error_of(report)}", "tests": []}
     tests = []
     for number_, r in enumerate(report.results, start=1):
         output = f"Status: {r.status}. {r.description}."
         if r.feedback:
-            output += "\n" + r.feedback
+            output += "\n" + feedback_of(r)
         tests.append({"name": ("hidden: " if r.hidden else "") + r.name, "number": str(number_), "score": r.score, "max_score": float(r.points),
                       "status": "passed" if r.status == "passed" else "failed", "output": output,
                       "tags": [r.section], "visibility": "after_published" if r.hidden else "visible"})
     summary = f"Public tests: {number(report.total(hidden=False))}/{number(report.max_total(hidden=False))}."
-    if report.notes:
-        summary += "\n" + "\n".join(f"Note: {note}" for note in report.notes)
+    summary += "".join(f"\nNote: {note}" for note in notes_of(report))
     return {"score": report.total(), "execution_time": round(report.elapsed, 3), "output": summary,
             "stdout_visibility": "hidden", "tests": tests}
 
@@ -90,7 +129,7 @@ def write_atomically(path, text):
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".grading-")
     try:
-        with os.fdopen(handle, "w", newline="") as stream:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
             stream.write(text)
         os.replace(temporary, path)
     except BaseException:
@@ -99,19 +138,25 @@ def write_atomically(path, text):
         raise
 
 
+def gradebook_header(tests):
+    """The gradebook's first row: submission, graded, problem, one column per test, the totals, notes."""
+    columns = [("hidden: " if t.hidden else "") + t.name for t in tests]
+    return ["submission", "graded", "problem"] + columns + ["public_total", "hidden_total", "total", "notes"]
+
+
+def gradebook_row(report, tests):
+    """One submission's gradebook row, every cell printable and of bounded length."""
+    name = one_line(os.path.basename(os.path.normpath(report.submission)), MAX_NOTE)
+    if report.error:
+        return [name, "no", error_of(report)] + [""] * len(tests) + ["0", "0", "0", "; ".join(notes_of(report))]
+    scores = {(r.hidden, r.name): number(r.score) for r in report.results}
+    return ([name, "yes", ""] + [scores.get((t.hidden, t.name), "") for t in tests]
+            + [number(report.total(hidden=False)), number(report.total(hidden=True)), number(report.total()),
+               "; ".join(notes_of(report))])
+
+
 def gradebook_csv(reports, tests):
     """The gradebook: one row per submission, one column per test, the totals and why a row failed."""
-    columns = [("hidden: " if t.hidden else "") + t.name for t in tests]
-    rows = [["submission", "graded", "problem"] + columns + ["public_total", "hidden_total", "total", "notes"]]
-    for report in reports:
-        name = os.path.basename(os.path.normpath(report.submission))
-        if report.error:
-            rows.append([name, "no", report.error] + [""] * len(columns) + ["0", "0", "0", ""])
-            continue
-        scores = {(r.hidden, r.name): number(r.score) for r in report.results}
-        rows.append([name, "yes", ""] + [scores.get((t.hidden, t.name), "") for t in tests]
-                    + [number(report.total(hidden=False)), number(report.total(hidden=True)),
-                       number(report.total()), "; ".join(report.notes)])
     text = io.StringIO()
-    csv.writer(text).writerows(rows)
+    csv.writer(text).writerows([gradebook_header(tests)] + [gradebook_row(report, tests) for report in reports])
     return text.getvalue()

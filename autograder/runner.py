@@ -4,17 +4,19 @@
         grade this tree on the public tests (the student's view); the last line is
         Autolab's JSON summary
     python autograder/runner.py --submission PATH [--hidden] [--format text|autolab|gradescope|junit] [--output FILE]
-        grade a handin.tar (or a folder holding mytorch/ or one tarball)
+        grade a handin.tar, or a folder holding mytorch/, an archive, or one folder holding mytorch/
     python autograder/runner.py --batch DIR --csv FILE [--jobs N] [--hidden]
-        grade every tarball or folder in DIR into a gradebook CSV
+        grade every archive or folder in DIR into a gradebook CSV (written row by row as they finish)
 
 Sections: autograd, functional, activation, linear, loss, mlp.
 """
 import argparse
 import concurrent.futures
+import csv
 import json
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
@@ -32,8 +34,10 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("sections", nargs="*", metavar="SECTION", help="grade only these sections")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--submission", metavar="PATH", help="a handin.tar, or a folder holding mytorch/ or one tarball")
-    where.add_argument("--batch", metavar="DIR", help="grade every tarball or folder in DIR")
+    where.add_argument("--submission", metavar="PATH",
+                       help="a handin.tar (or .zip), or a folder holding mytorch/, an archive, or one folder "
+                            "holding mytorch/")
+    where.add_argument("--batch", metavar="DIR", help="grade every archive or folder in DIR")
     parser.add_argument("--csv", metavar="FILE", help="the gradebook to write (with --batch)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help=f"submissions graded at once (with --batch; at most {sandbox.SLOTS})")
@@ -46,6 +50,9 @@ def parse_args(argv):
                         help=f"seconds per test (default {defaults.timeout:g})")
     parser.add_argument("--memory", type=int, default=defaults.memory // 2 ** 20, metavar="MB",
                         help=f"memory per test in MB (default {defaults.memory // 2 ** 20})")
+    parser.add_argument("--total-timeout", type=float, default=None, metavar="S",
+                        help="seconds for one whole submission, after which its remaining tests are not run "
+                             "(default 20 x --timeout)")
     args = parser.parse_args(argv)
     if args.batch and not args.csv:
         parser.error("--batch needs --csv FILE")
@@ -55,8 +62,9 @@ def parse_args(argv):
         parser.error("--format and --output go with --submission")
     if args.hidden and not (args.submission or args.batch):
         parser.error("--hidden goes with --submission or --batch")
-    if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0:
-        parser.error("--jobs, --timeout and --memory must be positive")
+    total = args.total_timeout
+    if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0 or (total is not None and total <= 0):
+        parser.error("--jobs, --timeout, --memory and --total-timeout must be positive")
     if args.jobs > sandbox.SLOTS:
         parser.error(f"--jobs: at most {sandbox.SLOTS} submissions at once")
     return args
@@ -70,8 +78,18 @@ def emit(text, output):
         print(text, flush=True)
 
 
+def grade_safely(path, tests, options, batch=None):
+    """grading.grade's report; should grading itself raise, a report saying so (a batch goes on)."""
+    start = time.monotonic()
+    try:
+        return grading.grade(path, tests, options, batch)
+    except Exception as error:
+        return grading.Report(path, [], [], error=f"grader failure: {type(error).__name__}: {error}",
+                              elapsed=time.monotonic() - start)
+
+
 def grade_one(args, tests, options):
-    result = grading.grade(args.submission, tests, options)
+    result = grade_safely(args.submission, tests, options)
     fmt = args.format or "text"
     title = f"mytorch autograder: {args.submission} ({'public and hidden' if args.hidden else 'public'} tests)"
     if fmt == "gradescope":
@@ -84,31 +102,62 @@ def grade_one(args, tests, options):
             text += "\n" + report.autolab_line(result, tests)
     emit(text, args.output)
     if args.output:
-        print(f"graded {args.submission}: {report.number(result.total())}/{report.number(result.max_total())}"
-              f" -> {args.output}" if not result.error else f"could not grade {args.submission}: {result.error}")
+        shown = report.one_line(args.submission, report.MAX_NOTE)
+        print(f"graded {shown}: {report.number(result.total())}/{report.number(result.max_total())}"
+              f" -> {args.output}" if not result.error else f"could not grade {shown}: {report.error_of(result)}")
     # Gradescope and Autolab read their report whatever the exit status (and Autolab's Makefile must not
     # fail after the JSON line); elsewhere 1 says "not graded".
     return 1 if result.error and fmt not in ("gradescope", "autolab") else 0
 
 
+GRADER_OUTPUTS = (".csv", ".json", ".yml")  # gradebooks, results.json, Gradescope's submission_metadata.yml
+
+
+def batch_entries(folder, csv_path):
+    """(the names in ``folder`` to grade, the names skipped as grader outputs): hidden files, the gradebook
+    being written and other gradebooks or results files are not submissions."""
+    names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+    gradebook = os.path.realpath(csv_path)
+    skipped = [name for name in names if name.lower().endswith(GRADER_OUTPUTS)
+               or os.path.realpath(os.path.join(folder, name)) == gradebook]
+    return [name for name in names if name not in skipped], skipped
+
+
 def grade_batch(args, tests, options):
-    names = sorted(n for n in os.listdir(args.batch) if not n.startswith("."))
+    """Grade every submission in the batch folder, writing each gradebook row as soon as it is graded (so
+    no row is lost if the run stops), then the whole gradebook sorted by name."""
+    names, skipped = batch_entries(args.batch, args.csv)
+    for name in skipped:
+        print(f"skipped {report.one_line(name, report.MAX_NOTE)}: a grader output, not a submission",
+              file=sys.stderr)
     paths = [os.path.join(args.batch, n) for n in names]
     reports = [None] * len(paths)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(grading.grade, path, tests, options, args.batch): i for i, path in enumerate(paths)}
-        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            i = futures[future]
-            reports[i] = r = future.result()
-            outcome = r.error or f"{report.number(r.total())}/{report.number(r.max_total())}"
-            print(f"[{done}/{len(paths)}] {names[i]}: {outcome}", file=sys.stderr, flush=True)
+    with open(args.csv, "w", newline="", encoding="utf-8") as progress:
+        rows = csv.writer(progress)
+        rows.writerow(report.gradebook_header(tests))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(grade_safely, path, tests, options, args.batch): i for i, path in enumerate(paths)}
+            try:
+                for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+                    i = futures[future]
+                    reports[i] = r = future.result()
+                    rows.writerow(report.gradebook_row(r, tests))
+                    progress.flush()
+                    outcome = (report.error_of(r) if r.error
+                               else f"{report.number(r.total())}/{report.number(r.max_total())}")
+                    print(f"[{done}/{len(paths)}] {report.one_line(names[i], report.MAX_NOTE)}: {outcome}",
+                          file=sys.stderr, flush=True)
+            except BaseException:  # Ctrl-C: start no more submissions (the ones running finish)
+                for future in futures:
+                    future.cancel()
+                raise
     report.write_atomically(args.csv, report.gradebook_csv(reports, tests))
     print(f"graded {len(paths)} submissions ({sum(1 for r in reports if r.error)} could not be graded) -> {args.csv}")
     return 0
 
 
 def grade_tree(args, tests, options):
-    result = grading.grade(ROOT, tests, options)
+    result = grade_safely(os.path.realpath(ROOT), tests, options)
     which = f"sections {', '.join(args.sections)}" if args.sections else "all sections"
     print(report.text_report(result, f"mytorch autograder: public tests, {which}"))
     print(report.autolab_line(result, tests), flush=True)
@@ -116,8 +165,11 @@ def grade_tree(args, tests, options):
 
 
 def main(argv=None):
+    for stream in (sys.stdout, sys.stderr):  # an odd character in a report must never stop it being written
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20)
+    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20, total=args.total_timeout)
     try:
         tests = grading.select_tests(args.sections, hidden=args.hidden)
         if args.batch:
@@ -125,7 +177,7 @@ def main(argv=None):
         if args.submission:
             return grade_one(args, tests, options)
         return grade_tree(args, tests, options)
-    except (ValueError, sandbox.SandboxError) as error:
+    except (ValueError, OSError, sandbox.SandboxError) as error:
         print(f"runner: {error}", file=sys.stderr)
         return 2
 

@@ -19,7 +19,9 @@ import zipfile
 import numpy as np
 
 MAX_MESSAGE = 256 * 1024 * 1024  # refuse frames larger than this (bytes)
+MAX_HEADER = 1024 * 1024  # refuse message headers larger than this (bytes; the grader's own are under 200 KB)
 MAX_ARRAYS = 4096  # refuse messages with more arrays than this
+MAX_ARRAY_NAME = 256  # refuse array names longer than this (characters)
 
 
 class WireError(ValueError):
@@ -42,6 +44,8 @@ def decode(message):
     if len(message) < 4:
         raise WireError("message shorter than its length prefix")
     (size,) = struct.unpack("<I", message[:4])
+    if size > MAX_HEADER:
+        raise WireError(f"message header of {size} bytes exceeds the limit of {MAX_HEADER}")
     if 4 + size > len(message):
         raise WireError("message header is truncated")
     try:
@@ -71,6 +75,8 @@ def read_arrays(blob):
         names = [info.filename[:-len(".npy")] for info in members]
         if len(set(names)) != len(names) or not all(info.filename.endswith(".npy") for info in members):
             raise WireError("message arrays are not uniquely named .npy members")
+        if any(len(name) > MAX_ARRAY_NAME for name in names):
+            raise WireError(f"a message array's name is longer than {MAX_ARRAY_NAME} characters")
         total = 0
         for info in members:
             if info.compress_type != zipfile.ZIP_STORED:
