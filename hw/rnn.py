@@ -18,8 +18,9 @@ use, so the MLP's training loop trains it as it is.
 import numpy as np
 
 from hw.mlp import get_training_stats
-from mytorch import nn, optim
+from mytorch import Autograd, TapePicture, nn, optim
 
+ROW_SIZE = 28  # pixels per image row: the features of one time step
 DEFAULTS = dict(hidden_size=64, epochs=10, batch_size=32, lr=0.005, lr_decay=0.8, seed=0, dtype="float32")
 
 
@@ -107,7 +108,7 @@ class GRUClassifier:
 
 def train_gru(dset, hidden_size=DEFAULTS["hidden_size"], epochs=DEFAULTS["epochs"],
               batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], lr_decay=DEFAULTS["lr_decay"], seed=DEFAULTS["seed"],
-              dtype=DEFAULTS["dtype"], input_size=28, on_batch=None, on_epoch=None):
+              dtype=DEFAULTS["dtype"], input_size=ROW_SIZE, on_batch=None, on_epoch=None):
     """Train a ``GRUClassifier`` on ``dset`` = (train, val, test) of (images, labels); return (model, curves).
 
     Images are flat rows of ``T * input_size`` pixels. ``curves`` are the four
@@ -115,8 +116,6 @@ def train_gru(dset, hidden_size=DEFAULTS["hidden_size"], epochs=DEFAULTS["epochs
     val loss, val error); ``on_batch``/``on_epoch`` are its progress callbacks.
     The same seed gives the same numbers.
     """
-    from mytorch import Autograd
-
     (train_x, train_labels), val = dset[0], dset[1]
     num_classes = int(max(train_labels.max(), val[1].max())) + 1
     dtype = np.dtype(dtype)
@@ -133,3 +132,19 @@ def train_gru(dset, hidden_size=DEFAULTS["hidden_size"], epochs=DEFAULTS["epochs
     curves = get_training_stats(model, splits, epochs, batch_size, rng=rng, on_batch=on_batch,
                                 on_epoch=after_epoch)
     return model, curves
+
+
+def picture_of_one_step(model, x, labels):
+    """A ``TapePicture`` of one training step on ``x`` and one-hot ``labels``, with its gradient norms.
+
+    The step stops after ``backward``: the parameters are not updated, and the
+    tape and gradients are cleared again afterwards.
+    """
+    model.zero_grads()
+    model.forward(x)
+    model.total_loss(labels)
+    picture = TapePicture(model.autograd_engine)
+    model.backward()
+    picture.read_gradients()
+    model.zero_grads()
+    return picture
