@@ -107,14 +107,16 @@ class GRUClassifier:
 
 
 def train_gru(dset, hidden_size=DEFAULTS["hidden_size"], epochs=DEFAULTS["epochs"],
-              batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], lr_decay=DEFAULTS["lr_decay"], seed=DEFAULTS["seed"],
-              dtype=DEFAULTS["dtype"], input_size=ROW_SIZE, on_batch=None, on_epoch=None):
+              batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], lr_decay=DEFAULTS["lr_decay"],
+              seed=DEFAULTS["seed"], dtype=DEFAULTS["dtype"], input_size=ROW_SIZE, on_batch=None,
+              on_epoch=None):
     """Train a ``GRUClassifier`` on ``dset`` = (train, val, test) of (images, labels); return (model, curves).
 
     Images are flat rows of ``T * input_size`` pixels. ``curves`` are the four
     per-epoch lists of ``hw.mlp.get_training_stats`` (train loss, train error,
     val loss, val error); ``on_batch``/``on_epoch`` are its progress callbacks.
-    The same seed gives the same numbers.
+    Adam's learning rate is multiplied by ``lr_decay`` after every epoch. The
+    same seed gives the same numbers.
     """
     (train_x, train_labels), val = dset[0], dset[1]
     num_classes = int(max(train_labels.max(), val[1].max())) + 1

@@ -212,7 +212,8 @@ def test_a_wrong_gate_order_is_caught():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda e: nn.GRUCell(3, 4, e)(np.ones((2, 5))), r"GRUCell\(3, 4\).forward: expected x of shape \(N, 3\), got shape \(2, 5\)"),
+    (lambda e: nn.GRUCell(3, 4, e)(np.ones((2, 5))),
+     r"GRUCell\(3, 4\).forward: expected x of shape \(N, 3\), got shape \(2, 5\)"),
     (lambda e: nn.GRUCell(3, 4, e)(np.ones(3)), r"expected x of shape \(N, 3\), got shape \(3,\)"),
     (lambda e: nn.RNNCell(3, 4, e)(np.ones((2, 3)), np.ones((3, 4))),
      r"RNNCell\(3, 4\).forward: expected h of shape \(2, 4\) for x of shape \(2, 3\), got shape \(3, 4\)"),
@@ -254,7 +255,8 @@ def test_classifier_reads_rows_as_time_steps():
     model.total_loss(one_hot(labels, 10, np.float32))
     model.backward()
     assert all(g.dtype == np.float32 and g.any() for _, g in model.parameters())
-    with pytest.raises(ValueError, match=r"expected images of shape \(N, 28 \* 28\) or \(N, 28, 28\), got shape \(4, 30\)"):
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 28 \* 28\) or \(N, 28, 28\), got "
+                                         r"shape \(4, 30\)"):
         model.forward(np.ones((4, 30)))
 
 
