@@ -17,7 +17,7 @@ use, so the MLP's training loop trains it as it is.
 """
 import numpy as np
 
-from hw.mlp import get_training_stats
+from hw.mlp import MLP, get_training_stats
 from mytorch import Autograd, TapePicture, nn, optim
 
 ROW_SIZE = 28  # pixels per image row: the features of one time step
@@ -83,23 +83,13 @@ class GRUClassifier:
         """The loss of the last output against one-hot ``labels``, summed over the batch (a float)."""
         return float(self.criterion(labels, self.output)[0]) * len(labels)
 
-    def backward(self):
-        """Backpropagation through time: run the tape backwards from the recorded loss."""
-        self.criterion.backward()
-
     def step(self):
         """One Adam update of every parameter, in place."""
         self.optimizer.step()
 
-    def error(self, labels):
-        """How many rows of the last output do not pick the class that one-hot ``labels`` mark."""
-        return int(np.sum(np.argmax(self.output, axis=1) != np.argmax(labels, axis=1)))
-
-    def train(self):
-        self.train_mode = True
-
-    def eval(self):
-        self.train_mode = False
+    # The rest is the MLP's bookkeeping: backward() runs the tape from the recorded loss
+    # (backpropagation through time here), error(labels) counts mistakes, train()/eval().
+    backward, error, train, eval = MLP.backward, MLP.error, MLP.train, MLP.eval
 
     def __repr__(self):
         return (f"GRUClassifier(GRUCell({self.input_size}, {self.hidden_size}) over "
