@@ -6,9 +6,9 @@ They follow the contract of ``mytorch.nn.functional``::
 
 one gradient per input, in input order, each exactly its input's shape and in the
 input's gradient dtype (its own float dtype, float64 for integer inputs).
-``stack`` and ``concatenate`` take any number of inputs (``np.stack(inputs, axis)``
-records ``inputs`` as they are) and return one gradient per input. The axis
-travels as the keyword option ``axis``. Slicing is ``getitem_backward`` in
+``stack`` and ``concatenate`` are recorded with any number of inputs (the arrays
+given to ``np.stack``/``np.concatenate``) and return one gradient per input. The
+axis travels as the keyword option ``axis``. Slicing is ``getitem_backward`` in
 ``mytorch.nn.functional``.
 """
 import numpy as np
