@@ -1,4 +1,4 @@
-from mytorch.nn import functional
+from mytorch.nn import functional, functional_rnn
 from mytorch.nn.modules import (
     Activation,
     Identity,
@@ -10,8 +10,10 @@ from mytorch.nn.modules import (
     SoftmaxCrossEntropy,
     Tanh,
 )
+from mytorch.nn.modules import GRUCell, Recurrent, RecurrentCell, RNNCell
 
 __all__ = [
     "functional", "Activation", "Identity", "Linear", "LossFN", "MSELoss", "ReLU", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh",
+    "functional_rnn", "RecurrentCell", "RNNCell", "GRUCell", "Recurrent",
 ]
