@@ -35,7 +35,7 @@ from step_impls import REPO_ROOT, torch_available  # noqa: E402
 if REPO_ROOT not in sys.path:
     sys.path.append(REPO_ROOT)
 from hw.mlp import one_hot  # noqa: E402
-from hw.mlp_runner import keep_heap_memory  # noqa: E402
+from hw.trainer import keep_heap_memory  # noqa: E402
 from hw.rnn import DEFAULTS, ROW_SIZE, GRUClassifier  # noqa: E402
 from mytorch import Autograd  # noqa: E402
 

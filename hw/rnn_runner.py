@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from hw.dataset import DataError, load_dataset  # noqa: E402
 from hw.mlp import TrainingDiverged, evaluate, one_hot  # noqa: E402
-from hw.mlp_runner import (  # noqa: E402
+from hw.trainer import (  # noqa: E402
     DEFAULT_DATA, ProgressLine, keep_heap_memory, non_negative_int, number_type, positive_float,
     positive_int, write_stats,
 )
