@@ -102,7 +102,7 @@ def _build_primitive_cases():
         t_forward = t_downsample if name.startswith("down") else t_upsample
         for shape, factor in sizes[int(name[-2])]:
             add(Case(f"{name}-{shape}-factor{factor}", primitive, forward(factor), [shape],
-                     torch_forward=(lambda f: lambda x: t_forward(x, f))(factor), kwargs={"factor": factor}))
+                     torch_forward=(lambda t, f: lambda x: t(x, f))(t_forward, factor), kwargs={"factor": factor}))
 
     for shape, padding in [((2, 3, 4), 1), ((1, 2, 3), 3), ((2, 3, 4, 5), 1), ((1, 1, 2, 3), 2), ((2, 1, 3, 3), 0)]:
         add(Case(f"pad-{shape}-padding{padding}", F.pad_backward,
