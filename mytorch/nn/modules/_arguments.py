@@ -22,10 +22,11 @@ def check_engine(owner, autograd_engine):
     return autograd_engine
 
 
-def check_batch(owner, x, dims, channels=None):
-    """Raise a ValueError naming ``owner`` unless ``x`` is an array (N, C, *spatial) with ``dims`` spatial axes."""
+def check_batch(module, x, dims, channels=None):
+    """Raise a ValueError naming ``module`` unless ``x`` is an array (N, C, *spatial) with ``dims`` spatial axes."""
+    if isinstance(x, np.ndarray) and x.ndim == dims + 2 and (channels is None or x.shape[1] == channels):
+        return
     layout = "(N, C, W)" if dims == 1 else "(N, C, H, W)"
     if channels is not None:
         layout = layout.replace("C", str(channels))
-    if not isinstance(x, np.ndarray) or x.ndim != dims + 2 or (channels is not None and x.shape[1] != channels):
-        raise ValueError(f"{owner}.forward: expected an array of shape {layout}, got shape {np.shape(x)}")
+    raise ValueError(f"{module!r}.forward: expected an array of shape {layout}, got shape {np.shape(x)}")

@@ -45,7 +45,7 @@ class _ConvNd:
 
     def forward(self, x):
         """Record the convolution of x (N, in_channels, *spatial) and return (N, out_channels, *out)."""
-        check_batch(repr(self), x, self.dims, self.in_channels)
+        check_batch(self, x, self.dims, self.in_channels)
         padded = tuple(n + 2 * self.padding for n in x.shape[2:])
         if min(padded) < self.kernel_size:
             raise ValueError(
