@@ -27,7 +27,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from step_impls import REPO_ROOT, torch_available  # noqa: E402,F401  (puts the repository on the path)
+from step_impls import torch_available  # noqa: E402  (also puts the repository on the path)
 from hw.cnn import default_cnn, one_hot  # noqa: E402
 from hw.mlp_runner import keep_heap_memory  # noqa: E402
 from mytorch import Autograd  # noqa: E402

@@ -29,7 +29,7 @@ class CNN:
     module such as ``nn.SoftmaxCrossEntropy``. Every module records on
     ``autograd_engine``. ``step`` applies SGD with ``momentum`` through each layer's
     ``momentum_W`` and ``momentum_b``. ``rng`` (a ``np.random.Generator``) draws the
-    initial weights; ``dtype`` is the parameters' (float32 trains about twice as fast).
+    initial weights; ``dtype`` is the parameters' (float32 trains about 1.7x faster than float64).
     """
 
     def __init__(self, input_shape, output_size, channels, kernel_sizes, criterion, lr, autograd_engine,
@@ -116,9 +116,11 @@ class CNN:
         return int(np.sum(np.argmax(self.output, axis=1) != np.argmax(labels, axis=1)))
 
     def train(self):
+        """Training mode (``train_mode`` is True)."""
         self.train_mode = True
 
     def eval(self):
+        """Evaluation mode (``train_mode`` is False); run evaluation passes under ``no_grad()``."""
         self.train_mode = False
 
     def __repr__(self):

@@ -1,19 +1,21 @@
 """The CNN pack: primitives and modules against finite differences and hand-computed values,
 argument errors, the CNN model and its runner (the PyTorch oracle is tests/test_cnn_torch_oracle.py)."""
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from cnn_cases import FORWARDS, MODULE_CASES, PRIMITIVE_CASES
-from helpers import FD_TOL, numeric_gradients, scaled_tol
+from helpers import scaled_tol
 from hw import cnn_runner
 from hw.cnn import CNN, default_cnn, get_training_stats
 from hw.dataset import load_dataset
 from mytorch import Autograd, gradcheck, nn
 from mytorch.nn import functional_cnn as F
 from mytorch.nn.functional import add_backward
-from test_functional import check_structure
+from test_functional import test_primitive_matches_finite_differences as check_against_finite_differences
 
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["float64", "float32"]
@@ -33,21 +35,9 @@ def test_forward_matches_the_loop_reference(case):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", PRIMITIVE_CASES, ids=repr)
 def test_primitive_matches_finite_differences(case, dtype):
-    """One gradient per input, of its shape and dtype, inputs untouched, values as central differences."""
-    inputs = case.inputs(dtype)
-    saved = [x.copy() for x in inputs]
-    out = FORWARDS[case.primitive](*inputs, **case.kwargs)
-    g = case.upstream(out)
-    g_saved = g.copy()
-    result = case.primitive(g, *inputs, **case.call_kwargs(inputs, out))
-    check_structure(result, inputs, dtype)
-    for x, x0 in zip(inputs, saved):
-        np.testing.assert_array_equal(x, x0, err_msg="the primitive modified an input")
-    np.testing.assert_array_equal(g, g_saved, err_msg="the primitive modified grad_output")
-    numeric = numeric_gradients(case.forward, inputs, g)
-    for i, (grad, expected) in enumerate(zip(result, numeric)):
-        np.testing.assert_allclose(grad, expected, err_msg=f"gradient {i}",
-                                   **scaled_tol(expected, FD_TOL[np.dtype(dtype)]))
+    """One gradient per input, of its shape and dtype, inputs untouched, values as central differences
+    (the check of tests/test_functional.py, run on this pack's table)."""
+    check_against_finite_differences(case, dtype)
 
 
 def test_resampling_by_hand():
@@ -344,6 +334,21 @@ def test_runner_trains_and_reports_times(digits, capsys):
     assert "epoch 1/1" in out and "validation accuracy" in out
     assert "wall time" in out and "CPU time" in out
     assert "Conv2d(1, 16, kernel_size=5" in out and "float32" in out
+
+
+def test_runner_stops_when_the_loss_diverges(digits, capsys):
+    """A learning rate far too large: exit 1, naming where the loss stopped being finite, suggesting a smaller one."""
+    assert cnn_runner.main(["--epochs", "1", "--lr", "1e30", "--data", str(digits)]) == 1
+    err = capsys.readouterr().err
+    assert "the training loss became nan at epoch 1" in err and "--lr 1e+29" in err
+
+
+def test_runner_runs_as_a_script(digits):
+    """``python hw/cnn_runner.py`` from any folder, the way students run it."""
+    result = subprocess.run([sys.executable, cnn_runner.__file__, "--epochs", "1", "--data", str(digits)],
+                            capture_output=True, text=True, cwd=str(digits), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "validation accuracy" in result.stdout
 
 
 def test_runner_refuses_images_it_cannot_read(tmp_path, capsys):

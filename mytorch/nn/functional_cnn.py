@@ -288,8 +288,9 @@ def maxpool2d(x, kernel_size, stride):
     kernel offset (a reduction over the windows' strided axes is many times slower).
     """
     view = _pool_windows("maxpool2d", x, kernel_size, stride)
-    out = view[..., 0, 0].copy()
-    for offset in np.ndindex(kernel_size, kernel_size):
+    offsets = list(np.ndindex(kernel_size, kernel_size))
+    out = view[(Ellipsis,) + offsets[0]].copy()
+    for offset in offsets[1:]:
         np.maximum(out, view[(Ellipsis,) + offset], out=out)
     return out
 
@@ -324,6 +325,8 @@ def maxpool2d_backward(grad_output, x, kernel_size, stride, out=None):
     grad = col2im(grad_windows, x.shape, stride)
     # END SOLUTION
     return (_as_gradient_of(grad, x),)
+
+
 def meanpool2d_backward(grad_output, x, kernel_size, stride):
     """out = meanpool2d(x, kernel_size, stride): each window's entries get 1 / k**2 of its gradient."""
     # BEGIN SOLUTION
