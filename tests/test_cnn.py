@@ -144,12 +144,9 @@ def test_bad_arguments_are_named(call, error, fragments):
 
 
 # --------------------------------------------------------------------------- modules
-def record_module(case, dtype, seed=0):
-    """(engine, module, x, output) with the module's forward recorded on a fresh engine."""
-    engine = Autograd()
-    module = case.make(engine, np.random.default_rng(seed), dtype)
-    x = case.input(dtype)
-    return engine, module, x, module(x)
+def params_of(module):
+    """The module's (parameter, gradient) pairs; none for modules without parameters."""
+    return module.parameters() if hasattr(module, "parameters") else []
 
 
 @pytest.mark.parametrize("case", MODULE_CASES, ids=repr)
@@ -157,8 +154,7 @@ def test_module_matches_finite_differences(case):
     """The input's and every parameter's gradient (float64) against central differences."""
     engine = Autograd()
     module = case.make(engine, np.random.default_rng(0), np.float64)
-    params = module.parameters() if hasattr(module, "parameters") else ()
-    assert gradcheck(module.forward, case.input(np.float64), engine=engine, params=params)
+    assert gradcheck(module.forward, case.input(np.float64), engine=engine, params=params_of(module))
 
 
 @pytest.mark.parametrize("case", MODULE_CASES, ids=repr)
@@ -166,11 +162,12 @@ def test_module_float32_stays_float32(case):
     """float32 parameters and input give float32 output and gradients, close to the float64 ones."""
     results = {}
     for dtype in DTYPES:
-        engine, module, x, out = record_module(case, dtype)
-        g = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
-        engine.backward(g)
-        grads = [engine.gradient_buffer.get_param(x)] + [grad for _, grad in getattr(module, "parameters", list)()]
-        results[dtype] = [out] + grads
+        engine = Autograd()
+        module = case.make(engine, np.random.default_rng(0), dtype)
+        x = case.input(dtype)
+        out = module(x)
+        engine.backward(np.random.default_rng(1).standard_normal(out.shape).astype(dtype))
+        results[dtype] = [out, engine.gradient_buffer.get_param(x)] + [grad for _, grad in params_of(module)]
     for got, expected in zip(results[np.float32], results[np.float64]):
         assert got.dtype == np.float32 and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, **scaled_tol(expected, dict(rtol=1e-5, atol=1e-5)))
@@ -186,7 +183,7 @@ def test_conv_initialisation(cls, fan_in, shape):
     assert np.all(np.abs(layer.W) <= bound) and np.all(np.abs(layer.b) <= bound)
     assert layer.W.std() > bound / 4
     for name in ("dW", "db", "momentum_W", "momentum_b"):
-        array, like = getattr(layer, name), getattr(layer, name[-1] if name.startswith("d") else name[-1])
+        array, like = getattr(layer, name), (layer.W if name.endswith("W") else layer.b)
         assert array.shape == like.shape and array.dtype == np.float64
         np.testing.assert_array_equal(array, 0)
     (W, dW), (b, db) = layer.parameters()
