@@ -10,6 +10,7 @@ tighter than the grading tolerances but loose enough for the last-bit difference
 of NumPy's float kernels between CPUs; everything else must be equal.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,34 +28,33 @@ from autograder import catalog, grading, probes  # noqa: E402
 
 
 def build(tests, sub):
-    """(meta, arrays) for ``tests``: expected outputs from running each case on ``sub``."""
+    """(meta, arrays) for ``tests`` (``catalog.CatalogTest``s): expected outputs from running each case on ``sub``."""
     meta, arrays = {"version": 1, "tests": []}, {}
     for t, spec in enumerate(tests):
-        if not spec["uses"]:
-            raise ValueError(f"{spec['name']}: a test must name the solution blocks it uses")
+        if not spec.uses:
+            raise ValueError(f"{spec.name}: a test must name the solution blocks it uses")
         cases = []
-        for c, case in enumerate(spec["cases"]):
-            out, error = probes.run_case(sub, case["probe"], case["inputs"], case["params"])
+        for c, case in enumerate(spec.cases):
+            out, error = probes.run_case(sub, case.probe, case.inputs, case.params)
             if error is not None:
-                raise RuntimeError(f"{spec['name']} case {c + 1}: the reference raised {error!r}") from error
-            needed = [name for chk in case["checks"] for name in chk["outputs"]]
+                raise RuntimeError(f"{spec.name} case {c + 1}: the reference raised {error!r}") from error
             values, stored = {}, []
-            for name in needed:
+            for name in [name for chk in case.checks for name in chk.outputs]:
                 value = out.get(name)
                 if value is None or isinstance(value, probes.Missing):
-                    raise RuntimeError(f"{spec['name']} case {c + 1}: the reference produced no {name}")
+                    raise RuntimeError(f"{spec.name} case {c + 1}: the reference produced no {name}")
                 if isinstance(value, np.ndarray):
                     arrays[f"t{t}|c{c}|out|{name}"] = value
                     stored.append(name)
                 else:
                     values[name] = value
-            for name, value in case["inputs"].items():
+            for name, value in case.inputs.items():
                 arrays[f"t{t}|c{c}|in|{name}"] = np.asarray(value)
-            cases.append({"probe": case["probe"], "params": case["params"], "note": case["note"],
-                          "checks": case["checks"], "inputs": sorted(case["inputs"]), "arrays": stored,
-                          "values": values})
-        meta["tests"].append({key: spec[key] for key in ("name", "section", "points", "uses", "description")})
-        meta["tests"][-1]["cases"] = cases
+            cases.append({"probe": case.probe, "params": case.params, "note": case.note,
+                          "checks": [dataclasses.asdict(chk) for chk in case.checks], "inputs": sorted(case.inputs),
+                          "arrays": stored, "values": values, "unit": case.unit, "kinds": case.kinds})
+        meta["tests"].append({"name": spec.name, "section": spec.section, "points": spec.points, "uses": spec.uses,
+                              "description": spec.description, "cases": cases})
     return meta, arrays
 
 
@@ -109,7 +109,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
     args = parser.parse_args(argv)
     sub = probes.load_submission(ROOT)
-    public_points = sum(t["points"] for t in catalog.public_tests())
+    public_points = sum(t.points for t in catalog.public_tests())
     if public_points != 100:
         raise SystemExit(f"make_fixtures: the public tests are worth {public_points} points, not 100")
     problems, checked = [], []
@@ -121,7 +121,7 @@ def main(argv=None):
         else:
             write(stem, meta, arrays)
             print(f"wrote {os.path.relpath(stem, ROOT)}.json/.npz: {len(tests)} tests, "
-                  f"{sum(t['points'] for t in tests)} points")
+                  f"{sum(t.points for t in tests)} points")
     if problems:
         print("fixtures are out of date (run python autograder/make_fixtures.py):\n  " + "\n  ".join(problems))
         return 1

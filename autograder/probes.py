@@ -267,7 +267,13 @@ def probe_primitive(sub, arrays, params, out):
         out[f"grad{i}"] = np.array(grad)
 
 
-FORWARD = {  # the forward computation of each primitive a graph test may record
+def log_softmax(x):
+    """log(softmax(x)) over the last axis, computed stably."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+FORWARD = {  # the forward computation of each primitive ``<name>_backward`` a test may call or record
     "identity": lambda a: a.view(),
     "add": np.add,
     "sub": np.subtract,
@@ -275,6 +281,7 @@ FORWARD = {  # the forward computation of each primitive a graph test may record
     "div": np.divide,
     "neg": np.negative,
     "matmul": np.matmul,
+    "outer": np.outer,
     "pow": lambda a, exponent: np.power(a, exponent),
     "tanh": np.tanh,
     "exp": np.exp,
@@ -282,8 +289,11 @@ FORWARD = {  # the forward computation of each primitive a graph test may record
     "relu": lambda a: np.maximum(a, 0),
     "sum": lambda a, axis=None, keepdims=False: np.asarray(np.sum(a, axis=axis, keepdims=keepdims)),
     "mean": lambda a, axis=None, keepdims=False: np.asarray(np.mean(a, axis=axis, keepdims=keepdims)),
+    "max": lambda a, axis=None, keepdims=False: np.asarray(np.max(a, axis=axis, keepdims=keepdims)),
     "reshape": lambda a, shape: np.reshape(a, shape).copy(),
     "transpose": lambda a, axes=None: np.transpose(a, axes),
+    "SoftmaxCrossEntropy": lambda y, y_hat: np.reshape(-np.sum(y * log_softmax(y_hat)) / y_hat.dtype.type(len(y_hat)),
+                                                       (1,)),
 }
 
 

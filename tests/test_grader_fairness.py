@@ -1,9 +1,12 @@
 """Fair grading: fixtures that hold on any CPU, public tests that show every kind of hidden input,
 feedback that leads to the bug, and hidden tests whose data never reaches the student."""
+import json
+
 import numpy as np
 import pytest
 
-from autograder import make_fixtures
+from autograder import catalog, make_fixtures
+from autograder.hidden import catalog as hidden_catalog
 
 
 # --------------------------------------------------------------------- fixtures on any CPU
@@ -29,3 +32,47 @@ def test_the_fixture_check_is_exact_about_dtype_shape_and_integers():
 def test_the_fixture_check_passes_here_and_says_so(capsys):
     assert make_fixtures.main(["--check"]) == 0
     assert capsys.readouterr().out.startswith("fixtures are up to date: autograder/fixtures/public (")
+
+
+# --------------------------------------------------------------------- every hidden kind shown publicly
+def categories(tests):
+    """{(unit, kind)} of catalog tests: what sort of input each case shows the function it tests."""
+    return {(case.unit, kind) for t in tests for case in t.cases for kind in case.kinds}
+
+
+def test_every_kind_of_input_a_hidden_test_grades_appears_in_a_public_test():
+    public, hidden = categories(catalog.public_tests()), categories(hidden_catalog.hidden_tests())
+    assert hidden and not hidden - public, f"hidden kinds no public test shows: {sorted(hidden - public)}"
+
+
+def test_the_fixtures_carry_the_kinds_of_the_catalog():
+    for stem, tests in make_fixtures.test_sets():
+        with open(stem + ".json") as handle:
+            stored = [(c["unit"], c["kinds"]) for t in json.load(handle)["tests"] for c in t["cases"]]
+        assert stored == [(c.unit, c.kinds) for t in tests for c in t.cases]
+
+
+@pytest.mark.parametrize("shapes, kinds", [
+    (((3, 4), (3, 4)), {"same shapes"}),
+    (((2, 3, 4), (4,)), {"one side broadcast", "b gains leading axes"}),
+    (((4, 1, 3), (2, 3)), {"both sides broadcast", "a stretched along a size-1 axis", "b gains leading axes"}),
+    (((3, 1), (1, 4)), {"both sides broadcast", "a stretched along a size-1 axis", "b stretched along a size-1 axis"}),
+])
+def test_broadcasting_kinds_name_each_side(shapes, kinds):
+    assert catalog.broadcast_kinds(shapes) == kinds
+
+
+@pytest.mark.parametrize("kwargs, a, kinds", [
+    ({}, np.full((2, 3), 1.5), {"axis=None", "ties", "all entries equal"}),
+    ({"axis": 1}, np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]), {"axis an int", "ties"}),
+    ({"axis": -1, "keepdims": True}, np.arange(6.0).reshape(2, 3), {"axis a negative int, keepdims"}),
+    ({"axis": [0, 1]}, np.arange(6.0).reshape(2, 3), {"axis a tuple"}),
+])
+def test_reduction_kinds_name_the_axis_and_the_ties(kwargs, a, kinds):
+    params = {"name": "max_backward", "n_inputs": 1, "kwargs": kwargs}
+    assert catalog.primitive_kinds(params, {"in0": a, "grad_output": np.ones(1)}) == kinds | {"float64"}
+
+
+def test_a_public_mlp_test_ends_in_an_activation_other_than_identity():
+    last = {case.params["activations"][-1] for t in catalog.mlp_tests() for case in t.cases}
+    assert last - {"Identity"}
