@@ -470,11 +470,28 @@ PROBES = {
 }
 
 
+def set_promotion(state):
+    """Set NumPy's type promotion state ("weak" is NumPy 2's NEP 50); returns the one before.
+
+    NumPy 1.24-1.26 promote with value-based casting unless told otherwise, so there
+    ``np.float32(x) / 4`` and a float32 0-d array divided by 4 are float64: code that keeps
+    float32 on NumPy 2 would fail float32 checks on NumPy 1.x. The grader runs every case
+    with NumPy 2's rules, which the expected values follow. On NumPy 2 this does nothing.
+    """
+    get = getattr(np, "_get_promotion_state", None)
+    before = get() if get is not None else "weak"
+    if before != state:
+        np._set_promotion_state(state)
+    return before
+
+
 def run_case(sub, probe, arrays, params):
-    """Run one case; returns (out, error) where error is None or the exception raised."""
-    out = {}
+    """Run one case (with NumPy 2's type promotion); returns (out, error), error None or the exception raised."""
+    out, before = {}, set_promotion("weak")
     try:
         PROBES[probe](sub, arrays, params, out)
     except BaseException as error:  # SystemExit too: a student's sys.exit costs this case only
         return out, error
+    finally:
+        set_promotion(before)
     return out, None

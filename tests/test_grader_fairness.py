@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from autograder import catalog, make_fixtures
+from autograder import catalog, grading, make_fixtures, probes
 from autograder.hidden import catalog as hidden_catalog
+from test_autograder import F, FAST, ROOT, patched, write_tree
 
 
 # --------------------------------------------------------------------- fixtures on any CPU
@@ -76,3 +77,30 @@ def test_reduction_kinds_name_the_axis_and_the_ties(kwargs, a, kinds):
 def test_a_public_mlp_test_ends_in_an_activation_other_than_identity():
     last = {case.params["activations"][-1] for t in catalog.mlp_tests() for case in t.cases}
     assert last - {"Identity"}
+
+
+# --------------------------------------------------------------------- the same grade on every NumPy
+NUMPY2_STYLE = [  # correct code whose float32 results NumPy 1.x's value-based casting turns into float64
+    ("mytorch/nn/modules/loss.py", "-np.mean(np.sum(y * log_softmax, axis=1))", "-np.sum(y * log_softmax) / y_hat.shape[0]"),
+    (F, "scale = grad_output / y_hat.shape[0]", "scale = grad_output[0] / y_hat.shape[0]"),
+]
+
+
+def test_code_that_keeps_float32_under_numpy2_rules_scores_full_marks_on_any_numpy(tmp_path):
+    folder = write_tree(str(tmp_path), patched(NUMPY2_STYLE))
+    tests = [t for t in grading.select_tests(hidden=True) if "SoftmaxCrossEntropy_backward" in t.uses
+             or t.section == "loss"]
+    rep = grading.grade(folder, tests, FAST)
+    assert [(r.name, r.status) for r in rep.results if r.status != "passed"] == []
+    assert rep.total() == rep.max_total()
+
+
+def test_cases_run_with_numpy2_type_promotion_and_leave_the_process_as_it_was():
+    sub = probes.load_submission(ROOT)
+    before = probes.set_promotion("weak")  # what this process runs with (legacy on NumPy 1.x)
+    probes.set_promotion(before)
+    x = np.array([[0.5, -1.0]], np.float32)
+    out, error = probes.run_case(sub, "module", {"y": np.array([[0.0, 1.0]], np.float32), "y_hat": x},
+                                 {"kind": "loss", "module": "SoftmaxCrossEntropy"})
+    assert error is None and out["loss"].dtype == out["dy_hat"].dtype == np.float32
+    assert probes.set_promotion(before) == before
