@@ -51,6 +51,20 @@ class Case:
         """The kinds of input this case shows its unit (sorted words)."""
         return sorted(kinds_of(self.probe, self.params, self.inputs))
 
+    @property
+    def scales(self):
+        """{what: size} a wrong result may be scaled by: the batch size, and for MSE the number of elements."""
+        if self.probe == "primitive":
+            name = self.params["name"]
+            return {"the batch size": len(self.inputs["in1"])} if name == "SoftmaxCrossEntropy_backward" else {}
+        rows = next((self.inputs[name] for name in ("x", "y_hat", "output") if name in self.inputs), None)
+        if rows is None or self.params.get("kind") == "activation":
+            return {}
+        scales = {"the batch size": len(rows)}
+        if self.params.get("module") == "MSELoss":
+            scales["the number of elements (N x C)"] = rows.size
+        return scales
+
 
 @dataclass
 class CatalogTest:

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if sys.path[0] != ROOT:
     sys.path.insert(0, ROOT)
 
-from autograder import catalog, grading, probes  # noqa: E402
+from autograder import catalog, grading, handout, probes, submission  # noqa: E402
 
 
 def build(tests, sub):
@@ -50,12 +50,55 @@ def build(tests, sub):
                     values[name] = value
             for name, value in case.inputs.items():
                 arrays[f"t{t}|c{c}|in|{name}"] = np.asarray(value)
+            hints = diagnosis_hints(sub, case)
+            arrays.update({f"t{t}|c{c}|hint|{name}": value for name, value in hints.items()})
             cases.append({"probe": case.probe, "params": case.params, "note": case.note,
                           "checks": [dataclasses.asdict(chk) for chk in case.checks], "inputs": sorted(case.inputs),
-                          "arrays": stored, "values": values, "unit": case.unit, "kinds": case.kinds})
+                          "arrays": stored, "values": values, "unit": case.unit, "kinds": case.kinds,
+                          "scales": case.scales, "hints": sorted(hints)})
         meta["tests"].append({"name": spec.name, "section": spec.section, "points": spec.points, "uses": spec.uses,
                               "description": spec.description, "cases": cases})
     return meta, arrays
+
+
+def diagnosis_hints(sub, case):
+    """Arrays that let the grader name a usual mistake (``grading.diagnose``), as "<kind>/<output>":
+
+    - ``unreduced/grad<i>``: for the broadcast inputs of an elementwise primitive, the gradient
+      before undoing broadcasting (to recognise a sum over the wrong axes);
+    - ``before_last_activation/output``: for an MLP forward whose last activation is not Identity,
+      the output without it.
+    """
+    if case.probe == "primitive" and case.params["name"] in ("sub_backward", "mul_backward", "div_backward"):
+        inputs = [case.inputs[f"in{i}"] for i in range(case.params["n_inputs"])]
+        shape = np.broadcast_shapes(*(a.shape for a in inputs))
+        full = getattr(sub.F, case.params["name"])(case.inputs["grad_output"],
+                                                   *(np.broadcast_to(a, shape) for a in inputs))
+        return {f"unreduced/grad{i}": np.array(g) for i, (a, g) in enumerate(zip(inputs, full)) if a.shape != shape}
+    if case.probe == "mlp" and case.params["mode"] == "forward" and case.params["activations"][-1] != "Identity":
+        params = dict(case.params, activations=case.params["activations"][:-1] + ["Identity"])
+        out, error = probes.run_case(sub, "mlp", case.inputs, params)
+        if error is not None:
+            raise RuntimeError(f"the reference without the last activation raised {error!r}") from error
+        return {"before_last_activation/output": out["output"], "before_last_activation/mlp.output": out["output"]}
+    return {}
+
+
+def given_functions(root=ROOT):
+    """{file: {function: digest}} of the functions of the student files that hold no solution block:
+    the code the handout gives, which the grader checks the submission left alone."""
+    manifest = {}
+    for relpath in handout.student_files(root):
+        if not submission.wanted(relpath):
+            continue
+        with open(os.path.join(root, relpath), encoding="utf-8") as handle:
+            text = handle.read()
+        blocks = [begin + 1 for begin, _, _, _ in handout.solution_blocks(text, relpath)]
+        functions = {name: digest for name, (first, last, digest) in grading.function_digests(text).items()
+                     if not any(first <= line <= last for line in blocks)}
+        if functions:
+            manifest[relpath] = functions
+    return manifest
 
 
 def write(stem, meta, arrays):
@@ -115,6 +158,8 @@ def main(argv=None):
     problems, checked = [], []
     for stem, tests in test_sets():
         meta, arrays = build(tests, sub)
+        if stem == grading.PUBLIC:
+            meta["given"] = given_functions()
         if args.check:
             problems += differences(stem, meta, arrays)
             checked.append(f"{os.path.relpath(stem, ROOT)} ({len(tests)} tests)")

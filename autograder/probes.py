@@ -75,15 +75,24 @@ class Submission:
         self._mlp = None
 
     def mlp(self):
-        """The submission's ``hw/mlp.py``, loaded from its file on first use."""
+        """The submission's ``hw/mlp.py``, loaded from its file on first use.
+
+        An exception raised while importing it is marked (``failed_import``), so its feedback
+        says the import failed and the report shows it once for all the tests it stops.
+        """
         if self._mlp is None:
             path = os.path.join(self.root, "hw", "mlp.py")
-            if not os.path.isfile(path):
-                raise ImportError("hw/mlp.py is missing from the submission")
-            spec = importlib.util.spec_from_file_location("hw.mlp", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["hw.mlp"] = module
-            spec.loader.exec_module(module)
+            try:
+                if not os.path.isfile(path):
+                    raise ImportError("hw/mlp.py is missing from the submission")
+                spec = importlib.util.spec_from_file_location("hw.mlp", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["hw.mlp"] = module
+                spec.loader.exec_module(module)
+            except BaseException as error:
+                sys.modules.pop("hw.mlp", None)
+                error.failed_import = "hw/mlp.py"
+                raise
             self._mlp = module
         return self._mlp
 
@@ -124,15 +133,22 @@ def student_traceback(error, root):
         frame for frame in traceback.extract_tb(error.__traceback__)
         if os.path.realpath(frame.filename).startswith(root)
     ]
-    lines = []
+    failed_import = getattr(error, "failed_import", None)
+    lines = [f"importing {failed_import} failed:"] if failed_import else []
     for frame in frames:
         where = os.path.relpath(os.path.realpath(frame.filename), root)
         lines.append(f'  File "{where}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
-    message = "".join(traceback.format_exception_only(type(error), error)).strip()
-    notes = getattr(error, "__notes__", None) or []
-    return "\n".join(lines + [message] + [str(note) for note in notes]).replace(root, "")  # e.g. a SyntaxError's path
+    if not frames and error.__traceback__ is not None and not isinstance(error, SyntaxError):
+        last = traceback.extract_tb(error.__traceback__)[-1].name
+        lines.append(f"  (raised outside your files, in the grader's {last}(): by something your code returned or "
+                     "recorded before)")
+    message = "".join(traceback.format_exception_only(type(error), error)).rstrip()
+    # Python 3.11+ prints an exception's notes (the engine's "(in backward of operation #i ...)") in
+    # format_exception_only already; before 3.11 they are added here, once.
+    notes = [] if sys.version_info >= (3, 11) else [str(note) for note in getattr(error, "__notes__", None) or []]
+    return "\n".join(lines + [message] + notes).replace(root, "")  # e.g. a SyntaxError's path
 
 
 # --------------------------------------------------------------------- helpers
@@ -356,9 +372,59 @@ def tape_problems(operations, recorded):
     return problems
 
 
+def add_note(error, note):
+    """Add ``note`` to ``error``'s notes (shown after its message), also before Python 3.11."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:
+        error.__notes__ = list(getattr(error, "__notes__", None) or []) + [note]
+
+
+def with_update_hint(engine, run):
+    """Run ``run()``; if it raises, note on the error any ``gradients_to_update`` entry recorded on
+    ``engine`` with the transposed shape of its input (Linear passing ``dW`` for the input ``W.T``)."""
+    calls, record = [], engine.add_operation
+
+    def add_operation(inputs, output, gradients_to_update, backward_operation, **kwargs):
+        calls.append((inputs, gradients_to_update))
+        return record(inputs, output, gradients_to_update, backward_operation, **kwargs)
+
+    try:
+        engine.add_operation = add_operation
+    except AttributeError:  # an engine class with __slots__: no hint
+        return run()
+    try:
+        return run()
+    except BaseException as error:
+        hint = transposed_update(calls)
+        if hint:
+            add_note(error, hint)
+        raise
+
+
+def transposed_update(calls):
+    """The hint for the first recorded gradients_to_update entry shaped as its input transposed, or None."""
+    for inputs, updates in calls:
+        try:
+            pairs = list(zip(inputs, updates))
+        except TypeError:
+            continue
+        for i, (array, target) in enumerate(pairs):
+            if (isinstance(array, np.ndarray) and isinstance(target, np.ndarray) and array.ndim == 2
+                    and target.shape != array.shape and target.shape == array.shape[::-1]):
+                return (f"hint: gradients_to_update[{i}] has shape {target.shape} but input {i} has shape "
+                        f"{array.shape}, its transpose: for the input self.W.T pass self.dW.T (a transposed view "
+                        "of dW, so the engine adds into dW), not self.dW")
+    return None
+
+
 def probe_module(sub, arrays, params, out):
     """Run an activation, Linear or loss forward on the grader's tape, then backward."""
     engine = GraderTape()
+    with_update_hint(engine, lambda: module_case(sub, engine, arrays, params, out))
+
+
+def module_case(sub, engine, arrays, params, out):
     kind, name = params["kind"], params["module"]
     if kind == "activation":
         module = getattr(sub.nn, name)(engine)
@@ -416,6 +482,10 @@ def probe_mlp(sub, arrays, params, out):
     criterion = getattr(sub.nn, params["criterion"])(engine)
     mlp = mlp_module.MLP(params["input_size"], params["output_size"], params["hiddens"], activations,
                          criterion, params["lr"], engine, momentum=params["momentum"])
+    with_update_hint(engine, lambda: mlp_case(sub, mlp_module, mlp, engine, arrays, params, out))
+
+
+def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
     layers = mlp.linear_layers
     for i, layer in enumerate(layers):
         layer.W, layer.b = np.array(arrays[f"W{i}"]), np.array(arrays[f"b{i}"])

@@ -5,6 +5,7 @@ import json
 import os
 import tempfile
 
+from autograder import grading
 from autograder.grading import SECTIONS
 
 
@@ -13,8 +14,13 @@ def number(value):
     return f"{value:g}"
 
 
-def text_report(report, title):
-    """The table of tests, the feedback of the tests not passed, and the totals."""
+def text_report(report, title, staff=False):
+    """The table of tests, the feedback of the tests not passed, and the totals.
+
+    Students see each test's ``feedback`` (for hidden tests: which check failed and why, in words);
+    ``staff=True`` shows the full ``detail`` instead (inputs-dependent numbers, messages and printed
+    output of the hidden tests too): the TA's report.
+    """
     if report.error:
         return f"{title}\ncould not grade {report.submission}: {report.error}"
     width = max([len(r.name) for r in report.results] + [4])
@@ -22,12 +28,18 @@ def text_report(report, title):
     for r in report.results:
         score = f"{number(r.score)}/{number(r.points)}"
         lines.append(f"  {r.name:<{width}}  {score:>9}  {r.status}{'  (hidden)' if r.hidden else ''}")
-    failed = [r for r in report.results if r.status != "passed"]
+    blocked = import_failures(report)
+    for text, names in blocked:
+        lines += ["", f"Your code could not be imported ({grading.import_summary(text)}), so these "
+                      f"{len(names)} tests could not run: {', '.join(names)}"]
+        lines += [f"  {line}" for line in text.splitlines()]
+    failed = [r for r in report.results if r.status != "passed" and not (r.import_error and not staff)]
     if failed:
         lines += ["", "Feedback on the tests not passed:"]
         for r in failed:
-            lines += ["", f"[{r.name}] {number(r.score)}/{number(r.points)}, {r.status}: {r.description}"]
-            lines += [f"  {line}" for line in r.feedback.splitlines()]
+            hidden = " (hidden)" if r.hidden else ""
+            lines += ["", f"[{r.name}]{hidden} {number(r.score)}/{number(r.points)}, {r.status}: {r.description}"]
+            lines += [f"  {line}" for line in (r.detail if staff else r.feedback).splitlines()]
     lines.append("")
     sections = {}
     for r in report.results:
@@ -48,6 +60,16 @@ def text_report(report, title):
     return "\n".join(lines)
 
 
+def import_failures(report):
+    """[(import error text, names of the tests it stopped)]: each failure once, with the hidden tests it
+    stopped listed under it (their own texts, which the student's code could forge, are not shown)."""
+    groups = report.import_errors()
+    hidden = [r.name + " (hidden)" for r in report.results if r.hidden and r.import_error]
+    if hidden and groups:
+        groups[0] = (groups[0][0], groups[0][1] + hidden)
+    return groups
+
+
 def autolab_line(report):
     """Autolab's summary: a JSON object with one score per section (and 'hidden')."""
     scores = {section: 0 for section in SECTIONS} if report.error else report.section_scores()
@@ -55,23 +77,35 @@ def autolab_line(report):
 
 
 def gradescope_results(report):
-    """results.json as Gradescope's autograder specification describes it."""
+    """results.json as Gradescope's autograder specification describes it.
+
+    Hidden tests are visible after publication, with feedback in words only; their full detail
+    goes to an entry per failed hidden test with visibility ``hidden`` (staff only, worth 0 points).
+    """
     if report.error:
         return {"score": 0.0, "execution_time": round(report.elapsed, 3),
                 "output": f"Your submission could not be graded: {report.error}", "tests": []}
-    tests = []
+    tests, staff = [], []
     for number_, r in enumerate(report.results, start=1):
         output = f"Status: {r.status}. {r.description}."
         if r.feedback:
             output += "\n" + r.feedback
-        tests.append({"name": ("hidden: " if r.hidden else "") + r.name, "number": str(number_), "score": r.score, "max_score": float(r.points),
+        name = ("hidden: " if r.hidden else "") + r.name
+        tests.append({"name": name, "number": str(number_), "score": r.score, "max_score": float(r.points),
                       "status": "passed" if r.status == "passed" else "failed", "output": output,
                       "tags": [r.section], "visibility": "after_published" if r.hidden else "visible"})
+        if r.hidden and r.detail != r.feedback:
+            staff.append({"name": f"staff only: {name}", "score": 0.0, "max_score": 0.0, "status": "failed",
+                          "output": f"Status: {r.status}. {r.description}.\n{r.detail}", "tags": [r.section],
+                          "visibility": "hidden"})
     summary = f"Public tests: {number(report.total(hidden=False))}/{number(report.max_total(hidden=False))}."
+    for text, names in import_failures(report):
+        summary += (f"\nYour code could not be imported ({grading.import_summary(text)}), so these tests could "
+                    f"not run: {', '.join(names)}\n{text}")
     if report.notes:
         summary += "\n" + "\n".join(f"Note: {note}" for note in report.notes)
     return {"score": report.total(), "execution_time": round(report.elapsed, 3), "output": summary,
-            "stdout_visibility": "hidden", "tests": tests}
+            "stdout_visibility": "hidden", "tests": tests + staff}
 
 
 def write_atomically(path, text):
@@ -98,7 +132,7 @@ def gradebook_csv(reports, tests):
             rows.append([name, "no", report.error] + [""] * len(columns) + ["0", "0", "0", ""])
             continue
         scores = {(r.hidden, r.name): number(r.score) for r in report.results}
-        rows.append([name, "yes", ""] + [scores.get((t.hidden, t.name), "") for t in tests]
+        rows.append([name, "yes", report.problem()] + [scores.get((t.hidden, t.name), "") for t in tests]
                     + [number(report.total(hidden=False)), number(report.total(hidden=True)),
                        number(report.total()), "; ".join(report.notes)])
     text = io.StringIO()
