@@ -508,11 +508,11 @@ def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
         report_layers(layers, out, ("W", "b", "momentum_W", "momentum_b"))
     elif mode == "total_loss":
         mlp.output = np.array(arrays["output"])
-        out["total_loss"] = np.asarray(mlp.total_loss(np.array(arrays["labels"])), dtype=np.float64)
+        out["total_loss"] = number(mlp.total_loss(np.array(arrays["labels"])), "MLP.total_loss")
     elif mode == "train_step":
         mlp.zero_grads()
         mlp.forward(np.array(arrays["x"]))
-        out["total_loss"] = np.asarray(mlp.total_loss(np.array(arrays["labels"])), dtype=np.float64)
+        out["total_loss"] = number(mlp.total_loss(np.array(arrays["labels"])), "MLP.total_loss")
         mlp.backward()
         mlp.step()
         report_layers(layers, out, ("W", "b"))
@@ -520,10 +520,21 @@ def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
         data = ((arrays["train_x"], arrays["train_labels"]), (arrays["val_x"], arrays["val_labels"]), None)
         rng = FixedOrder(arrays["orders"].tolist())
         stats = mlp_module.get_training_stats(mlp, data, params["epochs"], params["batch_size"], rng=rng)
+        if not isinstance(stats, (tuple, list)) or len(stats) != 4:
+            raise ProbeFailure(f"get_training_stats returned {type(stats).__name__}; it returns four lists "
+                               "(train_loss, train_error, val_loss, val_error)")
         for name, values in zip(("train_loss", "train_error", "val_loss", "val_error"), stats):
-            out[name] = np.asarray(values, dtype=np.float64)
+            out[name] = number(values, f"get_training_stats's {name}")
     else:
         raise ValueError(f"probe_mlp: unknown mode {mode!r}")
+
+
+def number(value, what):
+    """``value`` (a number, or a list of them) as a float64 array; ProbeFailure naming ``what`` otherwise."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ProbeFailure(f"{what} returned {type(value).__name__}, not a number (or a list of numbers)") from None
 
 
 def report_layers(layers, out, attributes):
