@@ -301,8 +301,7 @@ def test_hidden_inputs_expected_values_and_output_never_reach_the_student(tmp_pa
     assert {r.name for r in rep.results if r.hidden and r.score < r.points} == {t.name for t in hidden}
     gradescope = report.gradescope_results(rep)
     visible = [t for t in gradescope["tests"] if t["visibility"] != "hidden"]
-    student = "\n".join([report.text_report(rep, "student") + "\n" + report.autolab_line(rep),
-                         gradescope["output"], json.dumps(visible)])
+    student = "\n".join([report.text_report(rep, "student"), gradescope["output"], json.dumps(visible)])
     staff = report.text_report(rep, "staff", staff=True) + json.dumps(gradescope["tests"])
     secrets = values_as_text(hidden) - values_as_text([t for t in tests if not t.hidden])
     notes = {f"({c['note']})" for t in hidden for c in t.cases if any(ch.isdigit() for ch in c["note"])}
