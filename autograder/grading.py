@@ -399,7 +399,8 @@ class Result:
 
     ``feedback`` is what the student may see; ``detail`` is the full account for staff (the same
     for public tests; for hidden tests it also holds inputs-dependent numbers, error messages and
-    printed output). ``import_error`` is the import failure that kept the test from running.
+    printed output). ``import_error`` is the import failure that kept the test from running at all
+    (the reports show it once for all the tests it stopped).
     """
 
     def __init__(self, test, score, status, feedback, detail=None, import_error=None):
@@ -593,10 +594,10 @@ def score_test(test, reply, frames, timeout, given=()):
         detail.append("your code printed:")
         detail.extend(f"  | {line[:300]}" for line in output.splitlines()[:OUTPUT_LINES])
     if not test.hidden:
-        return Result(test, score, status, "\n".join(detail), import_error=import_error)
+        return Result(test, score, status, "\n".join(detail))
     return Result(test, score, status, "\n".join(hidden_feedback(test, status, first, words, problem, unreadable,
                                                                  errors, import_error) + [runs]),
-                  "\n".join(detail), import_error=import_error)
+                  "\n".join(detail))
 
 
 def hidden_feedback(test, status, first, words, problem, unreadable, errors, import_error):

@@ -142,8 +142,8 @@ def student_traceback(error, root):
             lines.append(f"    {frame.line.strip()}")
     if not frames and error.__traceback__ is not None and not isinstance(error, SyntaxError):
         last = traceback.extract_tb(error.__traceback__)[-1].name
-        lines.append(f"  (raised outside your files, in the grader's {last}(): by something your code returned or "
-                     "recorded before)")
+        lines.append(f"  (raised outside your files, in the grader's {last}(): look at what your code returned, "
+                     "recorded or left undefined)")
     message = "".join(traceback.format_exception_only(type(error), error)).rstrip()
     # Python 3.11+ prints an exception's notes (the engine's "(in backward of operation #i ...)") in
     # format_exception_only already; before 3.11 they are added here, once.
@@ -385,9 +385,10 @@ def with_update_hint(engine, run):
     ``engine`` with the transposed shape of its input (Linear passing ``dW`` for the input ``W.T``)."""
     calls, record = [], engine.add_operation
 
-    def add_operation(inputs, output, gradients_to_update, backward_operation, **kwargs):
-        calls.append((inputs, gradients_to_update))
-        return record(inputs, output, gradients_to_update, backward_operation, **kwargs)
+    def add_operation(*args, **kwargs):
+        calls.append((args[0] if args else kwargs.get("inputs"),
+                      args[2] if len(args) > 2 else kwargs.get("gradients_to_update")))
+        return record(*args, **kwargs)
 
     try:
         engine.add_operation = add_operation

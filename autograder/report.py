@@ -67,6 +67,8 @@ def import_failures(report):
     hidden = [r.name + " (hidden)" for r in report.results if r.hidden and r.import_error]
     if hidden and groups:
         groups[0] = (groups[0][0], groups[0][1] + hidden)
+    elif hidden:
+        groups = [("importing your code failed in hidden tests only (their messages are not shown)", hidden)]
     return groups
 
 
