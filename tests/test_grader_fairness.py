@@ -2,6 +2,7 @@
 feedback that leads to the bug, and hidden tests whose data never reaches the student."""
 import concurrent.futures
 import json
+import os
 import re
 import subprocess
 import sys
@@ -314,6 +315,8 @@ def test_hidden_inputs_expected_values_and_output_never_reach_the_student(tmp_pa
     assert all("(a hidden test: its data, messages and what your code printed are not shown" in f for f in shown)
     assert "your code raised ValueError" in shown[[t.name for t in hidden].index("functional/sub_backward")]
     assert {t["visibility"] for t in gradescope["tests"] if t["name"].startswith("staff only: hidden: ")} == {"hidden"}
+    with open(os.path.join(ROOT, "autograder", "gradescope_results.schema.json")) as handle:
+        pytest.importorskip("jsonschema").validate(gradescope, json.load(handle))
 
 
 def test_a_hidden_tests_import_error_text_is_not_shown():
