@@ -4,41 +4,258 @@
 expected outputs and writes both into ``fixtures/``. The hidden tests
 (``hidden/catalog.py``) are built with the same helpers on other data.
 
-A test is ``{name, section, points, uses, description, cases}``; ``uses`` names the
-solution blocks the test runs (as ``handout.py`` names them), a case is
-``{probe, params, inputs, checks, note}`` and a check ``{label, outputs, weight}``:
-a test earns ``points * (weight of the passed checks) / (total weight)``.
+A ``CatalogTest`` holds ``Case``s; a case runs one probe (``probes.PROBES``) on seeded
+inputs and scores named groups of its outputs, its ``Check``s: a test earns
+``points * (weight of the passed checks) / (total weight)``. ``uses`` names the
+solution blocks the test runs (as ``handout.py`` names them).
+
+Every case also has *kinds*, derived from its data (``kinds_of``): what sort of
+input it shows the function under test (float32, both sides broadcast, a
+negative axis, logits of 1e4, ...). The hidden tests only use kinds some public
+test shows, so a hidden test catches hard-coding, never a kind of input the
+student had no way to try (``tests/test_grader_fairness.py`` checks it).
 """
+from dataclasses import dataclass, field
+
 import numpy as np
 
-FORWARD_SHAPES = {  # the forward pass of each student primitive, to shape its upstream gradient
-    "sub_backward": lambda a, b, **k: np.subtract(a, b),
-    "mul_backward": lambda a, b, **k: np.multiply(a, b),
-    "div_backward": lambda a, b, **k: np.divide(a, b),
-    "matmul_backward": lambda a, b, **k: np.matmul(a, b),
-    "outer_backward": lambda a, b, **k: np.outer(a, b),
-    "log_backward": lambda a, **k: np.log(a),
-    "exp_backward": lambda a, **k: np.exp(a),
-    "sum_backward": lambda a, axis=None, keepdims=False: np.sum(a, axis=axis, keepdims=keepdims),
-    "max_backward": lambda a, axis=None, keepdims=False, **k: np.max(a, axis=axis, keepdims=keepdims),
-    "SoftmaxCrossEntropy_backward": lambda y, y_hat, **k: np.zeros(1, y_hat.dtype),
-}
+from autograder.probes import FORWARD, log_softmax
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named group of a case's outputs; the case earns ``weight`` when all of them match."""
+
+    label: str
+    outputs: tuple
+    weight: float = 1.0
+
+
+@dataclass
+class Case:
+    """One run of ``probe`` on ``inputs`` (arrays) with JSON ``params``; ``note`` describes it in feedback."""
+
+    probe: str
+    params: dict
+    inputs: dict
+    checks: list
+    note: str
+
+    @property
+    def unit(self):
+        """What the case tests: a primitive, a module, the engine, or one use of the MLP."""
+        return unit_of(self.probe, self.params)
+
+    @property
+    def kinds(self):
+        """The kinds of input this case shows its unit (sorted words)."""
+        return sorted(kinds_of(self.probe, self.params, self.inputs))
+
+    @property
+    def scales(self):
+        """{what: size} a wrong result may be scaled by: the batch size, and for MSE the number of elements."""
+        if self.probe == "primitive":
+            name = self.params["name"]
+            return {"the batch size": len(self.inputs["in1"])} if name == "SoftmaxCrossEntropy_backward" else {}
+        rows = next((self.inputs[name] for name in ("x", "y_hat", "output") if name in self.inputs), None)
+        if rows is None or self.params.get("kind") == "activation":
+            return {}
+        scales = {"the batch size": len(rows)}
+        if self.params.get("module") == "MSELoss":
+            scales["the number of elements (N x C)"] = rows.size
+        return scales
+
+
+@dataclass
+class CatalogTest:
+    """A graded test: its cases and the points they share."""
+
+    name: str
+    points: float
+    uses: list
+    description: str
+    cases: list = field(default_factory=list)
+
+    @property
+    def section(self):
+        return self.name.split("/")[0]
 
 
 def test(name, points, uses, description, cases):
-    """A test definition; its section is the part of ``name`` before the slash."""
-    return {"name": name, "section": name.split("/")[0], "points": points, "uses": list(uses),
-            "description": description, "cases": cases}
+    return CatalogTest(name, points, list(uses), description, list(cases))
+
+
+test.__test__ = False  # keep pytest from collecting it where a test module imports it
 
 
 def check(label, outputs, weight=1.0):
-    return {"label": label, "outputs": list(outputs), "weight": weight}
+    return Check(label, tuple(outputs), weight)
 
 
 def case(probe, params, inputs, checks, note):
-    return {"probe": probe, "params": params, "inputs": inputs, "checks": checks, "note": note}
+    return Case(probe, params, inputs, list(checks), note)
 
 
+# --------------------------------------------------------------------- kinds of input
+LARGE = 100.0  # |x| from which values count as large (exp overflows near 710, softmax needs shifting)
+NEAR_ZERO = 1e-6
+
+
+def unit_of(probe, params):
+    if probe == "primitive":
+        return params["name"]
+    if probe == "module":
+        return params["module"]
+    if probe == "graph":
+        return "Autograd"
+    return f"MLP {params['mode']}"
+
+
+def kinds_of(probe, params, inputs):
+    """The kinds of input a case shows, as short phrases, derived from its data and parameters."""
+    finder = {"primitive": primitive_kinds, "module": module_kinds, "graph": graph_kinds, "mlp": mlp_kinds}[probe]
+    return set(finder(params, inputs))
+
+
+def value_kinds(arrays):
+    """dtype, dimensions and value ranges of the float ``arrays``."""
+    floats = [a for a in arrays if a.dtype.kind == "f"]
+    found = {str(a.dtype) for a in floats}
+    if any(a.ndim >= 3 for a in floats):
+        found.add("3-D or more")
+    if any(a.size and np.abs(a).max() >= LARGE for a in floats):
+        found.add(f"large values (|x| >= {LARGE:g})")
+    return found
+
+
+def axis_kind(kwargs):
+    """How a reduction's axis is given: 'axis=None', 'axis an int', 'axis a negative int', 'axis a tuple'."""
+    axis = kwargs.get("axis")
+    if axis is None:
+        kind = "axis=None"
+    elif isinstance(axis, (list, tuple)):
+        kind = "axis a tuple"
+    else:
+        kind = "axis a negative int" if axis < 0 else "axis an int"
+    return kind + (", keepdims" if kwargs.get("keepdims") else "")
+
+
+def broadcast_kinds(shapes):
+    """How the inputs of an elementwise operation were broadcast, per side (a, b)."""
+    out = np.broadcast_shapes(*shapes)
+    found, stretched = set(), 0
+    for side, shape in zip("ab", shapes):
+        if len(shape) < len(out):
+            found.add(f"{side} gains leading axes")
+        if any(n == 1 != m for n, m in zip(shape, out[len(out) - len(shape):])):
+            found.add(f"{side} stretched along a size-1 axis")
+        stretched += tuple(shape) != tuple(out)
+    found.add({0: "same shapes", 1: "one side broadcast", 2: "both sides broadcast"}[stretched])
+    return found
+
+
+def is_one_hot(y):
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=-1) == 1))
+
+
+def primitive_kinds(params, inputs):
+    name, n = params["name"], params["n_inputs"]
+    args = [inputs[f"in{i}"] for i in range(n)]
+    kwargs = params.get("kwargs", {})
+    found = value_kinds(args)
+    found |= {f"{key}= given" for key in params.get("array_kwargs", {})}
+    if name in ("sub_backward", "mul_backward", "div_backward"):
+        found |= broadcast_kinds([a.shape for a in args])
+    elif name == "matmul_backward":
+        found |= {f"{side} is a vector" for side, a in zip("ab", args) if a.ndim == 1}
+        found |= {"batched"} if max(a.ndim for a in args) > 2 else set()
+    elif name == "outer_backward":
+        found |= {"an input is not 1-D (flattened)"} if any(a.ndim != 1 for a in args) else set()
+    elif name in ("sum_backward", "max_backward"):
+        found.add(axis_kind(kwargs))
+    if name == "max_backward":
+        found |= tie_kinds(args[0], kwargs.get("axis"))
+    if name == "SoftmaxCrossEntropy_backward":
+        found.add("one-hot targets" if is_one_hot(args[0]) else "probability targets")
+        if not np.all(inputs["grad_output"] == 1):
+            found.add("grad_output is not 1")
+    return found
+
+
+def tie_kinds(a, axis):
+    """'ties' when a reduced group has several maxima, 'all entries equal' when one is constant."""
+    axis = tuple(axis) if isinstance(axis, list) else axis
+    count = np.sum(a == np.max(a, axis=axis, keepdims=True), axis=axis)
+    group = a.size // np.size(count)
+    found = {"ties"} if np.any(count > 1) else set()
+    if group > 1 and np.any(count == group):
+        found.add("all entries equal")
+    return found
+
+
+def module_kinds(params, inputs):
+    kind = params["kind"]
+    if kind == "activation":
+        x = inputs["x"]
+        found = value_kinds([x])
+        if np.any(x == 0):
+            found.add("an entry exactly 0")
+        if np.any((x != 0) & (np.abs(x) < NEAR_ZERO)):
+            found.add(f"entries within {NEAR_ZERO:g} of 0")
+        return found
+    data = [inputs["x"]] if kind == "linear" else [inputs["y"], inputs["y_hat"]]
+    found = value_kinds(data)
+    if len(data[0]) == 1:
+        found.add("batch of 1")
+    if kind == "loss" and not is_one_hot(inputs["y"]):
+        found.add("probability targets")
+    return found
+
+
+def graph_kinds(params, inputs):
+    found = value_kinds(list(inputs.values()))
+    values, uses = dict(inputs), {}
+    for op in params["ops"]:
+        args = [values[name] for name in op["in"]]
+        kwargs = {key: tuple(v) if isinstance(v, list) else v for key, v in op["kwargs"].items()}
+        values[op["out"]] = FORWARD[op["fn"]](*args, **kwargs)
+        for name in op["in"]:
+            uses[name] = uses.get(name, 0) + 1
+        if len({a.shape for a in args}) > 1:
+            found.add("broadcasting")
+        if op["fn"] == "identity":
+            found.add("views")
+        if any(op["update"]):
+            found.add("gradients_to_update")
+    most = max(uses.values())
+    if most >= 2:
+        found.add("fan-out to 3 or more uses" if most >= 3 else "fan-out")
+    divergence = params.get("divergence", 1)
+    if divergence != 1:
+        found.add("divergence an array" if isinstance(divergence, str) else "divergence a number")
+    if params["mode"] == "record":
+        found.add("recording only")
+    return found
+
+
+def mlp_kinds(params, inputs):
+    found = value_kinds([inputs["W0"]])
+    found |= {f"{name} activation" for name in params["activations"]}
+    if params["activations"][-1] != "Identity":
+        found.add("last activation not Identity")
+    if len(params["activations"]) >= 3:
+        found.add("3 or more layers")
+    found.add(params["criterion"])
+    if params["momentum"]:
+        found.add("momentum")
+    if "x" in inputs and len(inputs["x"]) == 1:
+        found.add("batch of 1")
+    if params["mode"] == "training_stats" and len(inputs["train_x"]) % params["batch_size"]:
+        found.add("uneven last batch")
+    return found
+
+
+# --------------------------------------------------------------------- data
 def normal(seed, shape, dtype=np.float64, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
 
@@ -58,21 +275,36 @@ def one_hot(seed, rows, classes, dtype=np.float64):
     return np.eye(classes, dtype=dtype)[labels]
 
 
+def probabilities(seed, rows, classes):
+    """Soft targets: each row a probability distribution (not one-hot)."""
+    weights = np.random.default_rng(seed).uniform(0.1, 1.0, (rows, classes))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def extremes(dtype=np.float64, big=800.0):
+    """Activation inputs far out (+-big, +-30), exactly 0 and within 1e-9 of it."""
+    return np.array([[-big, -30.0, -1e-9, 0.0], [1e-9, 2.0, 30.0, big]], dtype)
+
+
 # --------------------------------------------------------------------- primitives
-def primitive_case(name, inputs, note, seed, kwargs=None, array_kwargs=None, weights=None, grad_output=None):
+INPUT_NAMES = {1: ("a",), 2: ("a", "b")}
+
+
+def primitive_case(name, inputs, note, seed, kwargs=None, array_kwargs=None, weights=None, grad_output=None,
+                   names=None):
     """A case calling ``name(grad_output, *inputs, **kwargs)``; one check per input gradient."""
     kwargs = kwargs or {}
     arrays = {f"in{i}": a for i, a in enumerate(inputs)}
     forward_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    out = np.asarray(FORWARD_SHAPES[name](*inputs, **forward_kwargs))
+    out = np.asarray(FORWARD[name[:-len("_backward")]](*inputs, **forward_kwargs))
     if grad_output is None:
         grad_output = normal(seed, out.shape, out.dtype if out.dtype.kind == "f" else np.float64)
     arrays["grad_output"] = grad_output
-    for key, value in (array_kwargs or {}).items():
-        arrays[key] = value
+    arrays.update(array_kwargs or {})
     weights = weights or [1.0] * len(inputs)
-    checks = [check(f"gradient of input {i} {a.shape}", [f"grad{i}"], w)
-              for i, (a, w) in enumerate(zip(inputs, weights)) if w]
+    names = names or INPUT_NAMES[len(inputs)]
+    checks = [check(f"the gradient of {label}", [f"grad{i}"], w)
+              for i, (label, w) in enumerate(zip(names, weights)) if w]
     params = {"name": name, "n_inputs": len(inputs), "kwargs": kwargs,
               "array_kwargs": {k: k for k in (array_kwargs or {})}}
     return case("primitive", params, arrays, checks, note)
@@ -86,70 +318,103 @@ def binary_case(name, a, b, seed, note=None, weights=None):
     return primitive_case(name, [a, b], note or f"inputs {describe_shapes(a, b)}", seed, weights=weights)
 
 
+def softmax_case(y, y_hat, note, seed, grad_output, **more):
+    return primitive_case("SoftmaxCrossEntropy_backward", [y, y_hat], note, seed, weights=[1.0, 3.0],
+                          grad_output=grad_output, names=("y", "y_hat"), **more)
+
+
+F32 = np.float32
+
+
 def functional_tests():
     """The public tests of the student primitives in mytorch/nn/functional.py (4 points each)."""
     n = normal
-    tests = [
+    return [
         test("functional/sub_backward", 4, ["sub_backward"], "out = a - b, with broadcasting", [
             binary_case("sub_backward", n(1, (3, 4)), n(2, (3, 4)), 3),
             binary_case("sub_backward", n(4, (2, 3, 4)), n(5, (4,)), 6, "b broadcast from (4,) to (2, 3, 4)"),
+            binary_case("sub_backward", n(7, (3, 2), F32), n(8, (3, 1), F32), 9,
+                        "float32: b broadcast from (3, 1) to (3, 2)"),
+            binary_case("sub_backward", n(601, (2, 1, 3)), n(602, (4, 3)), 603,
+                        "both sides broadcast: (2, 1, 3) - (4, 3) is (2, 4, 3)"),
         ]),
         test("functional/mul_backward", 4, ["mul_backward"], "out = a * b, with broadcasting", [
             binary_case("mul_backward", n(11, (3, 4)), n(12, (3, 4)), 13),
             binary_case("mul_backward", n(14, (3, 4)), n(15, (3, 1)), 16, "b broadcast from (3, 1) to (3, 4)"),
+            binary_case("mul_backward", n(17, (2, 3), F32), n(18, (2, 3), F32), 19, "float32"),
+            binary_case("mul_backward", n(611, (3, 1, 2)), n(612, (4, 1)), 613,
+                        "both sides broadcast: (3, 1, 2) * (4, 1) is (3, 4, 2)"),
         ]),
         test("functional/div_backward", 4, ["div_backward"], "out = a / b, with broadcasting", [
             binary_case("div_backward", n(21, (3, 4)), away_from_zero(22, (3, 4)), 23),
             binary_case("div_backward", n(24, (2, 3)), away_from_zero(25, (1, 3)), 26,
                         "b broadcast from (1, 3) to (2, 3)"),
+            binary_case("div_backward", n(27, (3, 2), F32), away_from_zero(28, (3, 2), F32), 29, "float32"),
+            binary_case("div_backward", n(621, (1, 3)), away_from_zero(622, (2, 1)), 623,
+                        "both sides broadcast: (1, 3) / (2, 1) is (2, 3)"),
         ]),
-        test("functional/matmul_backward", 4, ["matmul_backward"], "out = a @ b", [
+        test("functional/matmul_backward", 4, ["matmul_backward"], "out = a @ b (2-D, batched, vectors)", [
             binary_case("matmul_backward", n(31, (3, 4)), n(32, (4, 5)), 33, "a (3, 4) @ b (4, 5)"),
             binary_case("matmul_backward", n(34, (2, 3, 4)), n(35, (4, 2)), 36,
                         "batched: a (2, 3, 4) @ b (4, 2), b shared by the batch"),
+            binary_case("matmul_backward", n(37, (2, 3), F32), n(38, (3, 4), F32), 39, "float32"),
+            binary_case("matmul_backward", n(631, (3,)), n(632, (3, 2)), 633, "a vector (3,) @ b (3, 2)"),
+            binary_case("matmul_backward", n(634, (2, 5)), n(635, (5,)), 636, "a (2, 5) @ a vector b (5,)"),
         ]),
-        test("functional/outer_backward", 4, ["outer_backward"], "out = np.outer(a, b)", [
+        test("functional/outer_backward", 4, ["outer_backward"], "out = np.outer(a, b) (inputs flattened)", [
             binary_case("outer_backward", n(41, (3,)), n(42, (4,)), 43),
             binary_case("outer_backward", n(44, (5,)), n(45, (2,)), 46),
+            binary_case("outer_backward", n(47, (2, 2)), n(48, (3,)), 49, "a (2, 2) is flattened, as np.outer does"),
+            binary_case("outer_backward", n(641, (4,), F32), n(642, (3,), F32), 643, "float32"),
         ]),
         test("functional/log_backward", 4, ["log_backward"], "out = np.log(a)", [
             primitive_case("log_backward", [positive(51, (3, 4))], "a (3, 4), positive", 52),
             primitive_case("log_backward", [positive(53, (5,))], "a (5,), positive", 54),
+            primitive_case("log_backward", [positive(55, (2, 3), F32)], "a (2, 3) float32", 56),
+            primitive_case("log_backward", [positive(57, (2, 2, 3))], "a (2, 2, 3)", 58),
         ]),
         test("functional/exp_backward", 4, ["exp_backward"], "out = np.exp(a)", [
             primitive_case("exp_backward", [n(61, (3, 4))], "a (3, 4), without out=", 62),
             primitive_case("exp_backward", [n(63, (2, 3))], "a (2, 3), with the forward output as out=", 64,
                            array_kwargs={"out": np.exp(n(63, (2, 3)))}),
+            primitive_case("exp_backward", [n(65, (4, 2), F32)], "a (4, 2) float32, with out=", 66,
+                           array_kwargs={"out": np.exp(n(65, (4, 2), F32))}),
+            primitive_case("exp_backward", [n(67, (3, 2, 2))], "a (3, 2, 2)", 68),
         ]),
         test("functional/sum_backward", 4, ["sum_backward"], "out = np.sum(a, axis, keepdims)", [
             primitive_case("sum_backward", [n(71, (3, 4))], "axis=None (sum of everything)", 72),
             primitive_case("sum_backward", [n(73, (3, 4))], "axis=1", 74, kwargs={"axis": 1}),
             primitive_case("sum_backward", [n(75, (2, 3, 4))], "axis=(0, 2), keepdims=True", 76,
                            kwargs={"axis": [0, 2], "keepdims": True}),
+            primitive_case("sum_backward", [n(77, (2, 3, 2))], "axis=(0, 1)", 78, kwargs={"axis": [0, 1]}),
+            primitive_case("sum_backward", [n(79, (3, 2, 4))], "axis=-2, keepdims=True", 80,
+                           kwargs={"axis": -2, "keepdims": True}),
+            primitive_case("sum_backward", [n(651, (3, 5), F32)], "axis=1, float32", 652, kwargs={"axis": 1}),
         ]),
         test("functional/max_backward", 4, ["max_backward"], "out = np.max(a, axis, keepdims); ties share", [
             primitive_case("max_backward", [n(81, (3, 4))], "axis=None", 82),
             primitive_case("max_backward", [n(83, (3, 5))], "axis=1", 84, kwargs={"axis": 1}),
             primitive_case("max_backward", [np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0], [1.0, 1.0, 1.0]])],
                            "axis=1 with ties (equal maxima share the gradient equally)", 85, kwargs={"axis": 1}),
+            primitive_case("max_backward", [np.full((3, 2), -0.5)], "axis=None, every entry equal", 86),
+            primitive_case("max_backward", [n(87, (2, 2, 3))], "axis=2, keepdims=True", 88,
+                           kwargs={"axis": 2, "keepdims": True}),
+            primitive_case("max_backward", [n(661, (4, 3), F32)], "axis=1, float32", 662, kwargs={"axis": 1}),
         ]),
         test("functional/SoftmaxCrossEntropy_backward", 4, ["SoftmaxCrossEntropy_backward"],
              "mean over the batch of -sum(y * log_softmax(y_hat)); gradients for y and y_hat", [
-                 primitive_case("SoftmaxCrossEntropy_backward", [one_hot(91, 4, 5), n(92, (4, 5), scale=2.0)],
-                                "batch of 4, 5 classes, grad_output 1", 93, weights=[1.0, 3.0],
-                                grad_output=np.ones(1)),
-                 primitive_case("SoftmaxCrossEntropy_backward", [one_hot(94, 3, 4), n(95, (3, 4), scale=2.0)],
-                                "batch of 3, grad_output 2.5, log_softmax passed in", 96, weights=[1.0, 3.0],
-                                grad_output=np.array([2.5]),
-                                array_kwargs={"log_softmax": log_softmax(n(95, (3, 4), scale=2.0))}),
+                 softmax_case(one_hot(91, 4, 5), n(92, (4, 5), scale=2.0), "batch of 4, 5 classes, grad_output 1",
+                              93, np.ones(1)),
+                 softmax_case(one_hot(94, 3, 4), n(95, (3, 4), scale=2.0),
+                              "batch of 3, grad_output 2.5, log_softmax passed in", 96, np.array([2.5]),
+                              array_kwargs={"log_softmax": log_softmax(n(95, (3, 4), scale=2.0))}),
+                 softmax_case(one_hot(97, 2, 3), n(98, (2, 3), scale=1e4), "logits of size 1e4 (must stay finite)",
+                              99, np.ones(1)),
+                 softmax_case(probabilities(671, 3, 4), n(672, (3, 4)), "probability targets (rows are not one-hot), "
+                              "grad_output 0.5", 673, np.array([0.5])),
+                 softmax_case(one_hot(674, 3, 2, F32), n(675, (3, 2), F32, 2.0), "float32", 676, np.ones(1, F32)),
              ]),
     ]
-    return tests
-
-
-def log_softmax(x):
-    shifted = x - x.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 # --------------------------------------------------------------------- the engine
@@ -191,6 +456,9 @@ def autograd_tests():
                        [check("gradients of the inputs x and y", ["grad/x", "grad/y"], 2.0),
                         check("gradients of the intermediates", ["grad/a", "grad/t", "grad/p"], 2.0)],
                        grads=["x", "y", "a", "t", "p"]),
+            graph_case(CHAIN, {"x": normal(113, (4, 3), F32), "y": normal(114, (1, 3), F32)},
+                       "the same in float32 (float32 gradients), y (1, 3)",
+                       [check("gradients of x and y", ["grad/x", "grad/y"], 2.0)], grads=["x", "y"]),
         ]),
         test("autograd/fan_out", 4, both, "gradients of an array used several times accumulate", [
             graph_case([op("add", ["x", "x"], "a"), op("tanh", ["x"], "t"), op("add", ["a", "t"], "s"),
@@ -199,6 +467,12 @@ def autograd_tests():
             graph_case([op("tanh", ["x"], "h"), op("add", ["h", "x"], "r"), op("pow", ["r"], "q", exponent=2),
                         op("mean", ["q"], "m")], {"x": normal(104, (3, 2))}, "skip connection: mean((tanh(x) + x) ** 2)",
                        [check("gradient of x", ["grad/x"], 2.0)], grads=["x"]),
+            graph_case([op("identity", ["x"], "v1"), op("identity", ["x"], "v2"), op("add", ["v1", "v2"], "s"),
+                        op("tanh", ["s"], "t"), op("add", ["t", "x"], "r"), op("pow", ["r"], "q", exponent=2),
+                        op("mean", ["q"], "m")], {"x": normal(115, (2, 4))},
+                       "two views of x are two nodes: mean((tanh(view1 + view2) + x) ** 2)",
+                       [check("gradients of x and its views", ["grad/x", "grad/v1", "grad/v2"], 2.0)],
+                       grads=["x", "v1", "v2"]),
         ]),
         test("autograd/gradients_to_update", 4, both, "caller-owned gradient arrays are incremented in place", [
             graph_case([op("add", ["x", "b"], "z", update=[None, "db"]), op("tanh", ["z"], "t"),
@@ -234,9 +508,11 @@ def activation_case(name, x, seed, note, weights=(2.0, 1.0)):
 def activation_tests():
     x = normal(201, (4, 5), scale=3.0)
     x[0, 0] = 0.0
-    return [test(f"activation/{name}", 3, [f"{name}.forward"], f"{name} forward, recorded for backward",
-                 [activation_case(name, x, 202 + i, "x (4, 5), one entry exactly 0")])
-            for i, name in enumerate(("Sigmoid", "Tanh", "ReLU"))]
+    return [test(f"activation/{name}", 3, [f"{name}.forward"], f"{name} forward, recorded for backward", [
+        activation_case(name, x, 202 + i, "x (4, 5), one entry exactly 0"),
+        activation_case(name, normal(205 + i, (2, 5), F32, 3.0), 208 + i, "x (2, 5) float32"),
+        activation_case(name, extremes(big=1000.0), 211 + i, "x with values of +-1000, +-30, 0 and +-1e-9"),
+    ]) for i, name in enumerate(("Sigmoid", "Tanh", "ReLU"))]
 
 
 def linear_case(seed, batch, n_in, n_out, checks, note, dtype=np.float64):
@@ -246,13 +522,16 @@ def linear_case(seed, batch, n_in, n_out, checks, note, dtype=np.float64):
 
 
 def linear_tests():
+    backward_checks = [check("gradient of x", ["dx"], 2.0), check("dW", ["dW"], 2.0), check("db", ["db"], 1.0)]
     return [
         test("linear/forward", 3, ["Linear.forward"], "y = x @ W.T + b", [
             linear_case(301, 4, 3, 5, [check("forward output y", ["y"])], "x (4, 3), W (5, 3), b (5,)"),
+            linear_case(305, 1, 4, 2, [check("forward output y", ["y"])], "batch of 1, float32", dtype=F32),
         ]),
         test("linear/backward", 5, ["Linear.forward", "matmul_backward"], "dx, and dW and db summed over the batch", [
-            linear_case(311, 6, 4, 2, [check("gradient of x", ["dx"], 2.0), check("dW", ["dW"], 2.0),
-                                       check("db", ["db"], 1.0)], "x (6, 4), W (2, 4), b (2,)"),
+            linear_case(311, 6, 4, 2, backward_checks, "x (6, 4), W (2, 4), b (2,)"),
+            linear_case(315, 1, 3, 2, backward_checks, "batch of 1: x (1, 3)"),
+            linear_case(319, 5, 2, 3, backward_checks, "float32, x (5, 2)", dtype=F32),
         ]),
     ]
 
@@ -267,11 +546,16 @@ def loss_tests():
     return [
         test("loss/MSELoss", 4, ["MSELoss.forward", "sub_backward", "mul_backward"], "mean((y_hat - y) ** 2)", [
             loss_case("MSELoss", one_hot(401, 4, 3), normal(402, (4, 3)), "batch of 4, 3 classes"),
+            loss_case("MSELoss", one_hot(403, 1, 4), normal(404, (1, 4)), "batch of 1"),
+            loss_case("MSELoss", one_hot(405, 3, 2, F32), normal(406, (3, 2), F32), "float32"),
         ]),
         test("loss/SoftmaxCrossEntropy", 4, ["SoftmaxCrossEntropy.forward", "SoftmaxCrossEntropy_backward"],
-             "mean over the batch of -sum(y * log_softmax(y_hat))", [
+             "mean over the batch of -sum(y * log_softmax(y_hat)), stable for any logits", [
                  loss_case("SoftmaxCrossEntropy", one_hot(411, 5, 4), normal(412, (5, 4), scale=3.0),
                            "batch of 5, 4 classes"),
+                 loss_case("SoftmaxCrossEntropy", one_hot(413, 2, 3), normal(414, (2, 3), scale=1e4),
+                           "logits of size 1e4 (must stay finite)"),
+                 loss_case("SoftmaxCrossEntropy", one_hot(415, 4, 3, F32), normal(416, (4, 3), F32, 3.0), "float32"),
              ]),
     ]
 
@@ -313,19 +597,25 @@ def training_data(seed, sizes, n_train, n_val, epochs, dtype=np.float64):
 
 MLP_STEP_USES = ["MLP.zero_grads", "MLP.forward", "MLP.total_loss", "MLP.step", "Linear.forward",
                  "matmul_backward"]
+CURVES = ["train_loss", "train_error", "val_loss", "val_error"]
 
 
 def mlp_tests():
     sizes = (6, 5, 4, 3)
     acts = ["ReLU", "Tanh", "Identity"]
     small = (6, 5, 3)
+    deep = (4, 6, 5, 3)
     return [
-        test("mlp/forward", 3, ["MLP.forward", "Linear.forward", "ReLU.forward", "Tanh.forward"],
+        test("mlp/forward", 3, ["MLP.forward", "Linear.forward", "ReLU.forward", "Tanh.forward", "Sigmoid.forward"],
              "forward through every layer and activation", [
                  case("mlp", mlp_params(sizes, acts, mode="forward"),
                       dict(mlp_weights(501, sizes), x=normal(502, (4, 6))),
                       [check("output (returned and mlp.output)", ["output", "mlp.output"], 1.0)],
                       "6-5-4-3 with ReLU, Tanh, Identity, batch of 4"),
+                 case("mlp", mlp_params((4, 3, 2), ["Tanh", "Sigmoid"], mode="forward"),
+                      dict(mlp_weights(505, (4, 3, 2)), x=normal(506, (3, 4))),
+                      [check("output (returned and mlp.output)", ["output", "mlp.output"], 1.0)],
+                      "4-3-2 with Tanh, Sigmoid: the last activation is not Identity"),
              ]),
         test("mlp/zero_grads", 2, ["MLP.zero_grads"], "zero_grads empties the tape and zeroes dW, db", [
             case("mlp", mlp_params(small, ["ReLU", "Identity"], mode="zero_grads"),
@@ -346,24 +636,35 @@ def mlp_tests():
                       dict(mlp_weights(531, small), output=normal(532, (4, 3), scale=2.0), labels=one_hot(533, 4, 3)),
                       [check("total loss", ["total_loss"])], "batch of 4, 3 classes"),
              ]),
-        test("mlp/train_step", 3, MLP_STEP_USES + ["Sigmoid.forward", "SoftmaxCrossEntropy.forward",
-                                                   "SoftmaxCrossEntropy_backward"],
+        test("mlp/train_step", 3, MLP_STEP_USES + ["Sigmoid.forward", "Tanh.forward", "ReLU.forward",
+                                                   "SoftmaxCrossEntropy.forward", "SoftmaxCrossEntropy_backward"],
              "one training step: zero_grads, forward, total_loss, backward, step", [
                  case("mlp", mlp_params(small, ["Sigmoid", "Identity"], lr=0.1, momentum=0.5, mode="train_step"),
                       dict(mlp_weights(541, small), x=normal(542, (8, 6)), labels=one_hot(543, 8, 3)),
                       [check("total loss", ["total_loss"], 1.0),
                        check("W and b after the step", layer_outputs(small, ("W", "b")), 2.0)],
                       "6-5-3 with Sigmoid, batch of 8, lr 0.1, momentum 0.5"),
+                 case("mlp", mlp_params(deep, ["Tanh", "ReLU", "Identity"], lr=0.05, momentum=0.9, mode="train_step"),
+                      dict(mlp_weights(545, deep), x=normal(546, (6, 4)), labels=one_hot(547, 6, 3)),
+                      [check("total loss", ["total_loss"], 1.0),
+                       check("W and b after the step", layer_outputs(deep, ("W", "b")), 2.0)],
+                      "4-6-5-3 with Tanh, ReLU, Identity, batch of 6, lr 0.05, momentum 0.9"),
              ]),
         test("mlp/training_stats", 2, MLP_STEP_USES + [
-            "get_training_stats", "Autograd.add_operation", "Autograd.backward", "ReLU.forward",
-            "SoftmaxCrossEntropy.forward", "SoftmaxCrossEntropy_backward"],
+            "get_training_stats", "Autograd.add_operation", "Autograd.backward", "ReLU.forward", "Sigmoid.forward",
+            "SoftmaxCrossEntropy.forward", "SoftmaxCrossEntropy_backward", "MSELoss.forward", "sub_backward",
+            "mul_backward"],
              "get_training_stats on your own Autograd engine", [
                  case("mlp", mlp_params((4, 6, 3), ["ReLU", "Identity"], lr=0.05, momentum=0.9, engine="student",
                                         mode="training_stats", epochs=2, batch_size=4),
                       dict(mlp_weights(551, (4, 6, 3)), **training_data(552, (4, 6, 3), 12, 6, 2)),
-                      [check("learning curves", ["train_loss", "train_error", "val_loss", "val_error"])],
+                      [check("learning curves", CURVES)],
                       "4-6-3, 12 training and 6 validation examples, batches of 4, 2 epochs"),
+                 case("mlp", mlp_params((3, 5, 2), ["Sigmoid", "Identity"], criterion="MSELoss", lr=0.1, momentum=0.5,
+                                        engine="student", mode="training_stats", epochs=2, batch_size=4),
+                      dict(mlp_weights(555, (3, 5, 2)), **training_data(556, (3, 5, 2), 11, 4, 2)),
+                      [check("learning curves", CURVES)],
+                      "3-5-2 with MSELoss, 11 training examples in batches of 4 (the last one has 3), 2 epochs"),
              ]),
     ]
 

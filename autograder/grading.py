@@ -4,11 +4,16 @@ This module runs in the process that decides the score. It never imports or
 unpickles anything from the submission: it sends each test's inputs to the
 sandbox and reads back arrays (``allow_pickle=False``) and short JSON text.
 """
+import ast
+import builtins
+import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import time
+import tokenize
 
 import numpy as np
 
@@ -74,9 +79,29 @@ def load_tests(stem, hidden=False):
             inputs = {name: arrays[f"t{t}|c{c}|in|{name}"] for name in case["inputs"]}
             expected = dict(case["values"])
             expected.update({name: arrays[f"t{t}|c{c}|out|{name}"] for name in case["arrays"]})
-            cases.append(dict(case, inputs=inputs, expected=expected))
+            hints = {name: arrays[f"t{t}|c{c}|hint|{name}"] for name in case.get("hints", [])}
+            cases.append(dict(case, inputs=inputs, expected=expected, hints=hints))
         tests.append(Test(test, cases, hidden))
     return tests
+
+
+def load_given(stem=PUBLIC):
+    """{file: {function: digest}} of the functions the handout gives (not TODOs), from ``stem``.json."""
+    with open(stem + ".json") as handle:
+        return json.load(handle).get("given", {})
+
+
+def link_kinds(public, hidden):
+    """Give each hidden case ``shown_in``: the public cases that show its kinds of input (for feedback)."""
+    shown = {}
+    for test in public:
+        for c, case in enumerate(test.cases):
+            for kind in case.get("kinds", []):
+                shown.setdefault((case.get("unit"), kind), (test.name, c + 1))
+    for test in hidden:
+        for case in test.cases:
+            places = [shown.get((case.get("unit"), kind)) for kind in case.get("kinds", [])]
+            case["shown_in"] = sorted({place for place in places if place})
 
 
 def protect_hidden():
@@ -100,32 +125,68 @@ def select_tests(sections=(), hidden=False):
     if hidden:
         if not os.path.exists(HIDDEN + ".json"):
             raise ValueError("--hidden: the hidden tests are not here (autograder/hidden/ is not in the handout)")
-        tests += load_tests(HIDDEN, hidden=True)
+        hidden_tests = load_tests(HIDDEN, hidden=True)
+        link_kinds(tests, hidden_tests)
+        tests += hidden_tests
     return [t for t in tests if not sections or t.section in sections]
 
 
 # --------------------------------------------------------------------- comparing
-def compare(name, expected, got, missing):
-    """None if ``got`` matches ``expected``, else a sentence saying how it differs."""
+class Mismatch(str):
+    """How an output differs from its expected value: the sentence itself, and ``words``, the same
+    without any number or value (what a hidden test may tell the student)."""
+
+    def __new__(cls, text, words):
+        mismatch = super().__new__(cls, text)
+        mismatch.words = words
+        return mismatch
+
+
+def tolerance(dtype):
+    return TOLERANCES.get(str(dtype), TOLERANCES["float32"])
+
+
+def close(got, expected):
+    """True if float arrays ``got`` and ``expected`` have one shape and agree within the grading tolerance."""
+    atol, rtol = tolerance(expected.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return got.shape == expected.shape and bool(np.all(np.abs(got - expected) <= atol + rtol * np.abs(expected)))
+
+
+def compare(name, expected, got, missing, hints=None):
+    """None if ``got`` matches ``expected``, else a ``Mismatch`` saying how it differs.
+
+    ``hints`` may hold ``scales`` (the case's batch size, ...), the ``unreduced`` gradient (before
+    undoing broadcasting) and the MLP output ``before_last_activation``, to recognise the usual
+    mistakes (see ``diagnose``).
+    """
     if not isinstance(expected, np.ndarray):
         if name in missing:
-            return f"{name}: {missing[name]}"
+            return Mismatch(f"{name}: {missing[name]}", "not produced")
         if got != expected:
-            return f"{name}: expected {expected!r}, got {got!r}"
+            return Mismatch(f"{name}: expected {expected!r}, got {got!r}", "wrong value")
         return None
     if got is None:
-        return f"{name}: {missing.get(name, 'not produced')}"
+        return Mismatch(f"{name}: {missing.get(name, 'not produced')}", "not produced")
+    found = diagnose(name, expected, got, hints or {}) if got.dtype.kind in "biuf" and expected.dtype.kind == "f" \
+        else None
     if got.shape != expected.shape:
-        return f"{name}: expected shape {expected.shape}, got shape {got.shape}"
+        text = f"{name}: expected shape {expected.shape}, got shape {got.shape}"
+        return Mismatch(text + (f": {found[0]}" if found else ""), "wrong shape" + (f" ({found[1]})" if found else ""))
     if got.dtype != expected.dtype:
-        return f"{name}: expected dtype {expected.dtype}, got {got.dtype} (shape {got.shape} is right)"
+        hint = (": something made float64 of float32 (np.zeros/np.ones/np.array without dtype=, or a NumPy float64 "
+                "scalar); float32 inputs keep float32 gradients") if (got.dtype, expected.dtype) == (
+            np.float64, np.float32) else ""
+        return Mismatch(f"{name}: expected dtype {expected.dtype}, got {got.dtype} (shape {got.shape} is right){hint}",
+                        f"wrong dtype ({got.dtype} where {expected.dtype} is expected)")
     if expected.dtype.kind != "f":
         if not np.array_equal(got, expected):
             bad = np.argwhere(got != expected)[0]
             where = tuple(int(i) for i in bad)
-            return f"{name}: differs at index {where}: expected {expected[where]!r}, got {got[where]!r}"
+            return Mismatch(f"{name}: differs at index {where}: expected {expected[where]!r}, got {got[where]!r}",
+                            "wrong values")
         return None
-    atol, rtol = TOLERANCES.get(str(expected.dtype), TOLERANCES["float32"])
+    atol, rtol = tolerance(expected.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         difference = np.abs(got.astype(np.float64) - expected)
         bad = ~(difference <= atol + rtol * np.abs(expected))
@@ -135,16 +196,216 @@ def compare(name, expected, got, missing):
     scores = np.where(bad, np.nan_to_num(difference, nan=np.inf), -1.0)
     where = np.unravel_index(int(np.argmax(scores)), expected.shape)
     index = tuple(int(i) for i in where)
-    return (f"{name} (shape {expected.shape}): {int(bad.sum())} of {expected.size} values differ; largest "
+    text = (f"{name} (shape {expected.shape}): {int(bad.sum())} of {expected.size} values differ; largest "
             f"difference {float(difference[where]):.3g} at index {index}: expected {float(expected[where]):.6g}, "
             f"got {float(got[where]):.6g} (tolerance {atol:g} + {rtol:g} x |expected|)")
+    if found:
+        return Mismatch(f"{text}\n      {name} {found[0]}", f"wrong values ({found[1]})")
+    if np.isfinite(expected).all() and not np.isfinite(got).all():
+        return Mismatch(f"{text}\n      {name} holds inf or nan: an overflow? (exp of a large number: shift by the "
+                        "maximum first)", "wrong values (inf or nan)")
+    return Mismatch(text, "wrong values")
+
+
+def diagnose(name, expected, got, hints):
+    """(sentence, words) naming the usual mistake that turns ``expected`` into ``got``, or None.
+
+    Recognised: transposed, negated, scaled by the batch size or its inverse (or another of
+    ``hints["scales"]``, or for several values any constant), broadcasting not undone (``got``
+    sums to ``expected``), summed over the wrong axes (with ``hints["unreduced"]``, the gradient
+    before undoing the broadcasting) and an MLP's last activation skipped (with
+    ``hints["before_last_activation"]``).
+    """
+    try:
+        with np.errstate(all="ignore"):
+            return _diagnose(name, expected.astype(np.float64), got.astype(np.float64), hints)
+    except (ValueError, TypeError, MemoryError):
+        return None
+
+
+def _diagnose(name, expected, got, hints):
+    if got.size > 4 * 1024 * 1024:
+        return None
+    transpose = "it is the expected one transposed" + (
+        ": in Linear.forward, record self.dW.T (not self.dW) as the gradient array of the input self.W.T"
+        if name == "dW" else "")
+    if expected.ndim >= 2 and got.shape == expected.shape[::-1] and close(got, expected.T) and (
+            got.shape != expected.shape or not close(expected, expected.T)):
+        return transpose, "transposed"
+    if got.shape == expected.shape and expected.size and np.any(expected != 0):
+        if close(got, -expected):
+            return "it is the expected one negated (a sign error?)", "negated"
+        skipped = hints.get("before_last_activation")
+        if skipped is not None and close(got, skipped):
+            return ("it is the output before the last activation: the last layer's activation was skipped (the "
+                    "last activation is not always Identity)", "the last activation skipped")
+        factor = scale_factor(expected, got)
+        for what, size in (hints.get("scales") or {}).items() if factor is not None else ():
+            if np.isclose(factor, size, rtol=1e-6):
+                return (f"it is the expected one times {size}, {what}: a division by {what} missing (a sum where "
+                        "the mean belongs)?", f"scaled by {what}")
+            if np.isclose(factor * size, 1, rtol=1e-6):
+                return (f"it is the expected one divided by {size}, {what}: divided once too often (a mean where "
+                        "the sum belongs)?", f"divided by {what}")
+        if factor is not None and got.size > 1:
+            return f"it is the expected one times {factor:.6g}", "scaled by a constant"
+    reduced = sum_to(got, expected.shape)
+    if reduced is not None and got.shape != expected.shape and close(reduced, expected):
+        return (f"it has the shape {got.shape} of the operation's output, and summed back to the input's shape "
+                f"{expected.shape} it is right: undo the broadcasting (unbroadcast(grad, a.shape))",
+                "broadcasting not undone")
+    unreduced = hints.get("unreduced")
+    if unreduced is not None and unreduced.ndim <= 6:
+        right = broadcast_axes(unreduced.shape, expected.shape)
+        for axes in nonempty_subsets(unreduced.ndim):
+            for keepdims in (True, False):
+                summed = unreduced.sum(axis=axes, keepdims=keepdims)
+                if summed.shape == got.shape and close(got, summed):
+                    if set(axes) == set(right):
+                        return (f"it is summed over the right axes {axes} but has shape {got.shape}: reshape it "
+                                f"to the input's shape {expected.shape}", "summed right, wrong shape")
+                    return (f"it is the gradient summed over axes {axes}, but this input was broadcast along "
+                            f"axes {right} of the output {unreduced.shape}", "summed over the wrong axes")
+    return None
+
+
+def scale_factor(expected, got):
+    """c if ``got`` is ``c * expected`` for one constant c (not 1, not -1), else None."""
+    atol, _ = tolerance(expected.dtype)
+    big = np.abs(expected) > 100 * atol
+    if not big.any():
+        return None
+    factor = float(np.median(got[big] / expected[big]))
+    if not np.isfinite(factor) or np.isclose(abs(factor), 1, rtol=1e-6) or factor == 0:
+        return None
+    return factor if close(got, factor * expected) else None
+
+
+def sum_to(grad, shape):
+    """``grad`` summed over the axes along which an array of ``shape`` was broadcast to it, or None."""
+    lead = grad.ndim - len(shape)
+    if lead < 0 or any(n not in (1, g) for n, g in zip(shape, grad.shape[lead:])):
+        return None
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else None
+
+
+def broadcast_axes(full, shape):
+    """The axes of ``full`` along which an array of ``shape`` was broadcast."""
+    lead = len(full) - len(shape)
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and full[lead + i] != 1)
+
+
+def nonempty_subsets(ndim):
+    return [tuple(a for a in range(ndim) if mask >> a & 1) for mask in range(1, 2 ** ndim)]
+
+
+# --------------------------------------------------------------------- given code the submission changed
+def function_digests(text):
+    """{qualified name: (first line, last line, digest)} of every function and method in Python source ``text``.
+
+    The digest is of the function's tokens without comments, docstrings and layout, so those may
+    change freely; f-strings count as written (their tokens differ between Python versions).
+    Nested functions count as part of their parent.
+    """
+    lines = text.splitlines(keepends=True)
+    found = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                skip = {(doc.lineno, doc.col_offset) for doc in docstrings(child)}
+                found[prefix + child.name] = (child.lineno, child.end_lineno,
+                                              code_digest(lines[first - 1:child.end_lineno], first, skip))
+
+    visit(ast.parse(text), "")
+    return found
+
+
+def docstrings(function):
+    """The docstring expressions of ``function`` and of the functions and classes inside it."""
+    for node in ast.walk(function):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            yield body[0]
+
+
+LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+
+
+def code_digest(lines, first, skip):
+    """A digest of the tokens of ``lines`` (source starting at line ``first``) without layout, comments and
+    the strings starting at the (line, column) positions in ``skip`` (docstrings)."""
+    fstring_start = getattr(tokenize, "FSTRING_START", None)  # Python 3.12+ splits f-strings into tokens
+    fstring_end = getattr(tokenize, "FSTRING_END", None)
+    words, depth, opened = [], 0, None
+    for token in tokenize.generate_tokens(iter(lines).__next__):
+        if token.type == fstring_start:
+            depth, opened = depth + 1, opened if depth else token.start
+        elif token.type == fstring_end:
+            depth -= 1
+            if not depth:  # the whole f-string as written, as older Pythons give it
+                words.append(source_between(lines, opened, token.end))
+        elif depth or token.type in LAYOUT or (token.start[0] + first - 1, token.start[1]) in skip:
+            continue
+        else:
+            words.append(token.string)
+    return hashlib.sha256("\x00".join(words).encode()).hexdigest()[:16]
+
+
+def source_between(lines, start, end):
+    """The text of ``lines`` from tokenize position ``start`` to ``end`` (1-based rows, 0-based columns)."""
+    if start[0] == end[0]:
+        return lines[start[0] - 1][start[1]:end[1]]
+    return "".join([lines[start[0] - 1][start[1]:]] + lines[start[0]:end[0] - 1] + [lines[end[0] - 1][:end[1]]])
+
+
+def given_changes(files, given, limit=1 << 20):
+    """Sentences naming each given (non-TODO) function of the manifest ``given`` the submission changed.
+
+    ``files`` maps relative paths to bytes; files over ``limit`` bytes or that do not parse are
+    left to the tests (their import fails with the right message).
+    """
+    changes = []
+    for relpath, functions in sorted(given.items()):
+        data = files.get(relpath)
+        if data is None or len(data) > limit:
+            continue
+        try:
+            found = function_digests(data.decode("utf-8"))
+        except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeDecodeError, tokenize.TokenError):
+            continue
+        for name, digest in sorted(functions.items(), key=lambda item: found.get(item[0], (0,))[0]):
+            if name not in found:
+                changes.append(f"{name} is missing from {relpath}")
+            elif found[name][2] != digest:
+                changes.append(f"{name} in {relpath} (line {found[name][0]}) differs from the handout's")
+    return changes
+
+
+def given_note(changes, shown=4):
+    """The line that opens the feedback of every failed test when given code was changed."""
+    more = f"; and {len(changes) - shown} more" if len(changes) > shown else ""
+    return ("Check this first: your submission changes code the handout gives (not a TODO), which the tests "
+            "rely on: " + "; ".join(changes[:shown]) + more + ". Put the handout's version back.")
 
 
 # --------------------------------------------------------------------- one test's outcome
 class Result:
-    """The graded outcome of one test."""
+    """The graded outcome of one test.
 
-    def __init__(self, test, score, status, feedback):
+    ``feedback`` is what the student may see; ``detail`` is the full account for staff (the same
+    for public tests; for hidden tests it also holds inputs-dependent numbers, error messages and
+    printed output). ``import_error`` is the import failure that kept the test from running at all
+    (the reports show it once for all the tests it stopped).
+    """
+
+    def __init__(self, test, score, status, feedback, detail=None, import_error=None):
         self.name = test.name
         self.section = test.section
         self.points = test.points
@@ -154,6 +415,8 @@ class Result:
         self.score = score
         self.status = status
         self.feedback = feedback
+        self.detail = feedback if detail is None else detail
+        self.import_error = import_error
 
 
 def ending_problem(reply, timeout):
@@ -192,13 +455,36 @@ def status_of(header):
     return status if isinstance(status, str) and status in STATUS_ORDER else "error"
 
 
-def read_results(test, frames):
-    """(case index -> (header, arrays), import error text, statuses, error texts) from the result frames.
+IMPORT_FAILED = "importing "  # how the test process's text for an import failure begins
+EXCEPTIONS = {name for name, value in vars(builtins).items()
+              if isinstance(value, type) and issubclass(value, BaseException)} | {"AxisError"}
 
-    The test process sends an import error, or one frame per case in order; WireError
-    if a frame cannot be read or is not the one expected next.
+
+def error_type(text):
+    """The exception class a traceback text ends with, if it is a built-in one (untrusted text: nothing else)."""
+    for line in reversed(text.splitlines()):
+        name = line.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+        if name in EXCEPTIONS:
+            return name
+    return None
+
+
+def import_summary(text):
+    """'SyntaxError at mytorch/nn/functional.py:12' from an import failure's traceback text."""
+    places = re.findall(r'File "([^"]+)", line (\d+)', text)
+    kind = error_type(text) or "an error"
+    return f"{kind} at {places[-1][0]}:{places[-1][1]}" if places else kind
+
+
+def read_results(test, frames):
+    """(case index -> (header, arrays), import error text, statuses, errors) from the result frames.
+
+    ``errors`` maps each error text (once, however many cases raised it) to its status. The test
+    process sends an import error, or one frame per case in order; WireError if a frame cannot
+    be read or is not the one expected next. A case whose error is an import failure (hw/mlp.py)
+    counts as the test's import error.
     """
-    results, import_error, statuses, errors = {}, None, [], []
+    results, import_error, statuses, errors = {}, None, [], {}
     for message in wire.split_frames(frames, limit=len(test.cases) + 1):
         header, arrays = wire.decode(message)
         if "import_error" in header and not results:
@@ -212,18 +498,34 @@ def read_results(test, frames):
         if header.get("error") is not None:
             statuses.append(status_of(header))
             text = sanitize(header["error"])
-            if text not in errors:
-                errors.append(text)
+            if text.startswith(IMPORT_FAILED):
+                import_error = import_error or text
+            elif not any(same_but_numbers(text, seen) for seen in errors):
+                errors[text] = statuses[-1]
     return results, import_error, statuses, errors
 
 
+def same_but_numbers(text, other):
+    """True if two error texts differ only in their numbers (one error raised by several cases)."""
+    def skeleton(message):
+        return re.sub(r"\d+", "#", re.sub(r"\([\d, ]*\)", "()", message))
+
+    return skeleton(text) == skeleton(other)
+
+
 def check_cases(test, results):
-    """(weight earned, total weight, feedback lines) of the checks of every case."""
-    lines, earned, total = [], 0.0, 0.0
+    """(weight earned, total weight, feedback lines, the same in words only) of the checks of every case.
+
+    The words-only lines name the case by its kinds of input and say what is wrong without any
+    value, number or text from the test process: what a hidden test may tell the student.
+    """
+    lines, words, earned, total = [], [], 0.0, 0.0
     for c, case in enumerate(test.cases):
         header, arrays = results.get(c, ({}, {}))
         values = header.get("values") if isinstance(header.get("values"), dict) else {}
         missing = header.get("missing") if isinstance(header.get("missing"), dict) else {}
+        scales = case.get("scales", {})
+        kinds = f"{', '.join(case.get('kinds', []))}" or "other data"
         not_reached = []  # checks with no output at all because the code raised first
         for check in case["checks"]:
             total += check["weight"]
@@ -236,48 +538,99 @@ def check_cases(test, results):
             reasons = []
             for name in check["outputs"]:
                 got = arrays.get(name) if isinstance(case["expected"][name], np.ndarray) else values.get(name)
-                reason = compare(name, case["expected"][name], got, missing)
+                hints = {kind: value for kind, _, output in (key.partition("/") for key in case.get("hints", {}))
+                         if output == name for value in [case["hints"][f"{kind}/{output}"]]}
+                reason = compare(name, case["expected"][name], got, missing, dict(hints, scales=scales))
                 if reason:
-                    reasons.append(sanitize(reason, 1000))
+                    reasons.append((sanitize(reason, 1000), getattr(reason, "words", "wrong")))
             if reasons:
                 lines.append(f"- case {c + 1} ({case['note']}), {check['label']}:")
-                lines.extend(f"    {reason}" for reason in reasons)
+                lines.extend(f"    {reason}" for reason, _ in reasons)
+                words.append(f"- case {c + 1} ({kinds}), {check['label']}: "
+                             + "; ".join(sorted({word for _, word in reasons})))
             else:
                 earned += check["weight"]
         if not_reached:
             lines.append(f"- case {c + 1} ({case['note']}): no result for {', '.join(not_reached)} "
                          "(your code raised an error, see below)")
-    return earned, total, lines
+            words.append(f"- case {c + 1} ({kinds}): no result for {', '.join(not_reached)} (your code raised an error)")
+    return earned, total, lines, words
 
 
-def score_test(test, reply, frames, timeout):
-    """A Result from the sandbox's reply and result frames (both untrusted)."""
-    problem = None
+def score_test(test, reply, frames, timeout, given=()):
+    """A Result from the sandbox's reply and result frames (both untrusted).
+
+    ``given`` lists the given functions the submission changed (``given_changes``): said first.
+    """
+    problem, unreadable = None, None
     try:
         results, import_error, statuses, errors = read_results(test, frames)
     except wire.WireError as error:  # a broken or forged frame: none of this test's results count
-        results, import_error, statuses = {}, None, ["error"]
-        errors = [f"a result of this test could not be read, so none counts: {error} (did your code write "
-                  "to the grader's pipe?)"]
+        results, import_error, statuses, errors = {}, None, ["error"], {}
+        unreadable = (f"a result of this test could not be read, so none counts: {error} (did your code write "
+                      "to the grader's pipe?)")
     else:
         if len(results) < len(test.cases) and import_error is None:
             problem = ending_problem(reply, timeout) or (
                 "error", "the test process ended before finishing (did your code call os._exit(), or close "
                          "the grader's pipe?)")
             statuses.append(problem[0])
-    earned, total, lines = check_cases(test, results)
+    earned, total, lines, words = check_cases(test, results)
     score = round(min(test.points, test.points * earned / total if total else 0.0), 2)
     status = "passed" if score >= test.points else max(statuses + ["failed"], key=STATUS_ORDER.index)
-    lines += [import_error] if import_error else []
-    lines += [problem[1]] if problem else []
-    lines += errors
-    if status != "passed":
-        lines.append(f"(this test runs your {', '.join(test.uses)})")
-        output = sanitize(reply.get("output", ""), 16 * 1024).strip()
-        if output:
-            lines.append("your code printed:")
-            lines.extend(f"  | {line[:300]}" for line in output.splitlines()[:OUTPUT_LINES])
-    return Result(test, score, status, "\n".join(lines))
+    if status == "passed":
+        return Result(test, score, status, "")
+    first = [given_note(given)] if given else []
+    runs = f"(this test runs your {', '.join(test.uses)})"
+    if import_error and not earned:  # nothing ran: the report shows the import failure once, for all its tests
+        blocked = "not run: your code could not be imported" + (
+            f" ({import_summary(import_error)})" if not test.hidden else "")
+        return Result(test, score, status, "\n".join(first + [blocked]),
+                      "\n".join(first + [blocked, import_error]), import_error=import_error)
+    detail = first + lines + ([problem[1]] if problem else []) + ([unreadable] if unreadable else []) + list(errors)
+    if import_error:
+        detail.append(import_error)
+    detail.append(runs)
+    output = sanitize(reply.get("output", ""), 16 * 1024).strip()
+    if output:
+        detail.append("your code printed:")
+        detail.extend(f"  | {line[:300]}" for line in output.splitlines()[:OUTPUT_LINES])
+    if not test.hidden:
+        return Result(test, score, status, "\n".join(detail))
+    return Result(test, score, status, "\n".join(hidden_feedback(test, status, first, words, problem, unreadable,
+                                                                 errors, import_error) + [runs]),
+                  "\n".join(detail))
+
+
+def hidden_feedback(test, status, first, words, problem, unreadable, errors, import_error):
+    """The lines a student may see for a failed hidden test: which checks failed and why, in words only.
+
+    Nothing here comes from the test's data or from the test process's text (which the student's
+    code controls): no inputs, expected or computed values, messages or printed output.
+    """
+    lines = first + words
+    if problem:
+        lines.append({"timeout": "the test ran out of time", "out of memory": "the test ran out of memory"}.get(
+            status, "the test process ended before finishing (a crash, os._exit or a signal)"))
+    if unreadable:
+        lines.append("a result of this test could not be read, so none counts")
+    raised = sorted({error_type(text) or "an exception" for text, status in errors.items() if status != "failed"})
+    if raised:
+        lines.append(f"your code raised {', '.join(raised)}")
+    if "failed" in errors.values():
+        lines.append("your code returned something the test could not use (a wrong type, count or shape)")
+    if import_error:
+        lines.append("importing your code (hw/mlp.py) failed")
+    shown = {}
+    for case in test.cases:
+        for name, number in case.get("shown_in", []):
+            shown.setdefault(name, set()).add(number)
+    places = "; ".join(f"{name} case{'s' * (len(numbers) > 1)} {', '.join(map(str, sorted(numbers)))}"
+                       for name, numbers in sorted(shown.items()))
+    lines.append("(a hidden test: its data, messages and what your code printed are not shown; "
+                 + (f"the public {places} show the same kinds of input)" if places else
+                    "the public tests show the same kinds of input)"))
+    return lines
 
 
 # --------------------------------------------------------------------- a whole submission
@@ -305,6 +658,28 @@ class Report:
             scores[key] = round(scores.get(key, 0.0) + result.score, 2)
         return scores
 
+    def import_errors(self):
+        """[(import error text, names of the tests it kept from running)], public tests' texts only."""
+        groups = {}
+        for r in self.results:
+            if r.import_error and not r.hidden:
+                groups.setdefault(r.import_error, []).append(r.name)
+        return list(groups.items())
+
+    def problem(self):
+        """Why this submission scored nothing because nothing could run, in words; '' otherwise."""
+        if self.error:
+            return self.error
+        if not self.results or self.total() > 0:
+            return ""
+        if all(r.import_error for r in self.results):
+            texts = [text for text, _ in self.import_errors()] or [r.import_error for r in self.results]
+            return f"nothing could run: the code could not be imported ({import_summary(texts[0])})"
+        if all(r.status in ("error", "timeout", "out of memory") for r in self.results):
+            statuses = sorted({r.status for r in self.results}, key=STATUS_ORDER.index)
+            return f"nothing could run: every test ended with {' or '.join(statuses)}"
+        return ""
+
 
 def grade(path, tests, options, batch=None):
     """Grade the submission at ``path`` (folder or archive) on ``tests``; never raises: whatever goes wrong
@@ -323,12 +698,13 @@ def grade(path, tests, options, batch=None):
         return Report(path, [], [], error=f"grader failure while reading the hand-in: {type(error).__name__}: "
                                           f"{error}", elapsed=time.monotonic() - start)
     try:
+        given = given_changes(files, load_given())
         with sandbox.Sandbox(files) as box:
             hide = [sandbox.GRADER_ROOT, os.path.dirname(box.root), os.path.dirname(os.path.abspath(path))]
             hide += [batch] if batch else []
             with sandbox.Zygote(box, options.python, hide if options.hide else ()) as zygote:
                 zygote.start()
-                results = run_tests(zygote, tests, options, start + options.total, notes)
+                results = run_tests(zygote, tests, options, start + options.total, notes, given)
             if box.uid is not None:
                 notes += isolation_notes(zygote.isolation, path, batch)
     except sandbox.SandboxError as error:
@@ -357,13 +733,14 @@ def isolation_notes(isolation, path, batch):
     return notes
 
 
-def run_tests(zygote, tests, options, deadline, notes):
-    """The Result of each test; those not started by ``deadline`` (a time.monotonic() value) are not run."""
+def run_tests(zygote, tests, options, deadline, notes, given=()):
+    """The Result of each test; those not started by ``deadline`` (a time.monotonic() value) are not run.
+    ``given``: the given functions the submission changed (see ``run_test``)."""
     results = []
     for test in tests:
         if time.monotonic() >= deadline:
             break
-        results.append(run_test(zygote, test, options))
+        results.append(run_test(zygote, test, options, given))
     skipped = tests[len(results):]
     if skipped:
         notes.append(f"grading stopped after {options.total:g} s, the limit for one submission: the last "
@@ -378,9 +755,9 @@ def failure(test, text):
     return Result(test, 0.0, "error", f"{text}\n(this test runs your {', '.join(test.uses)})")
 
 
-def run_test(zygote, test, options):
+def run_test(zygote, test, options, given=()):
     """Run one test in the sandbox and score it; a dead sandbox, or a result the grader cannot score,
-    costs this test only."""
+    costs this test only. ``given``: the given functions the submission changed."""
     request, arrays = test.request(options)
     try:
         reply, frames = zygote.run(request, arrays)
@@ -388,7 +765,7 @@ def run_test(zygote, test, options):
         return failure(test, f"the sandbox process stopped during this test ({error}): did your code kill "
                              "its parent process?")
     try:
-        return score_test(test, reply, frames, options.timeout)
+        return score_test(test, reply, frames, options.timeout, given)
     except Exception as error:  # e.g. results nested too deeply to compare
         return failure(test, f"the grader could not score this test's results ({type(error).__name__}: "
                              f"{sanitize(error, 300)})")

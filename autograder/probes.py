@@ -75,15 +75,24 @@ class Submission:
         self._mlp = None
 
     def mlp(self):
-        """The submission's ``hw/mlp.py``, loaded from its file on first use."""
+        """The submission's ``hw/mlp.py``, loaded from its file on first use.
+
+        An exception raised while importing it is marked (``failed_import``), so its feedback
+        says the import failed and the report shows it once for all the tests it stops.
+        """
         if self._mlp is None:
             path = os.path.join(self.root, "hw", "mlp.py")
-            if not os.path.isfile(path):
-                raise ImportError("hw/mlp.py is missing from the submission")
-            spec = importlib.util.spec_from_file_location("hw.mlp", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["hw.mlp"] = module
-            spec.loader.exec_module(module)
+            try:
+                if not os.path.isfile(path):
+                    raise ImportError("hw/mlp.py is missing from the submission")
+                spec = importlib.util.spec_from_file_location("hw.mlp", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["hw.mlp"] = module
+                spec.loader.exec_module(module)
+            except BaseException as error:
+                sys.modules.pop("hw.mlp", None)
+                error.failed_import = "hw/mlp.py"
+                raise
             self._mlp = module
         return self._mlp
 
@@ -124,15 +133,22 @@ def student_traceback(error, root):
         frame for frame in traceback.extract_tb(error.__traceback__)
         if os.path.realpath(frame.filename).startswith(root)
     ]
-    lines = []
+    failed_import = getattr(error, "failed_import", None)
+    lines = [f"importing {failed_import} failed:"] if failed_import else []
     for frame in frames:
         where = os.path.relpath(os.path.realpath(frame.filename), root)
         lines.append(f'  File "{where}", line {frame.lineno}, in {frame.name}')
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
-    message = "".join(traceback.format_exception_only(type(error), error)).strip()
-    notes = getattr(error, "__notes__", None) or []
-    return "\n".join(lines + [message] + [str(note) for note in notes]).replace(root, "")  # e.g. a SyntaxError's path
+    if not frames and error.__traceback__ is not None and not isinstance(error, SyntaxError):
+        last = traceback.extract_tb(error.__traceback__)[-1].name
+        lines.append(f"  (raised outside your files, in the grader's {last}(): look at what your code returned, "
+                     "recorded or left undefined)")
+    message = "".join(traceback.format_exception_only(type(error), error)).rstrip()
+    # Python 3.11+ prints an exception's notes (the engine's "(in backward of operation #i ...)") in
+    # format_exception_only already; before 3.11 they are added here, once.
+    notes = [] if sys.version_info >= (3, 11) else [str(note) for note in getattr(error, "__notes__", None) or []]
+    return "\n".join(lines + [message] + notes).replace(root, "")  # e.g. a SyntaxError's path
 
 
 # --------------------------------------------------------------------- helpers
@@ -267,7 +283,13 @@ def probe_primitive(sub, arrays, params, out):
         out[f"grad{i}"] = np.array(grad)
 
 
-FORWARD = {  # the forward computation of each primitive a graph test may record
+def log_softmax(x):
+    """log(softmax(x)) over the last axis, computed stably."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+FORWARD = {  # the forward computation of each primitive ``<name>_backward`` a test may call or record
     "identity": lambda a: a.view(),
     "add": np.add,
     "sub": np.subtract,
@@ -275,6 +297,7 @@ FORWARD = {  # the forward computation of each primitive a graph test may record
     "div": np.divide,
     "neg": np.negative,
     "matmul": np.matmul,
+    "outer": np.outer,
     "pow": lambda a, exponent: np.power(a, exponent),
     "tanh": np.tanh,
     "exp": np.exp,
@@ -282,8 +305,11 @@ FORWARD = {  # the forward computation of each primitive a graph test may record
     "relu": lambda a: np.maximum(a, 0),
     "sum": lambda a, axis=None, keepdims=False: np.asarray(np.sum(a, axis=axis, keepdims=keepdims)),
     "mean": lambda a, axis=None, keepdims=False: np.asarray(np.mean(a, axis=axis, keepdims=keepdims)),
+    "max": lambda a, axis=None, keepdims=False: np.asarray(np.max(a, axis=axis, keepdims=keepdims)),
     "reshape": lambda a, shape: np.reshape(a, shape).copy(),
     "transpose": lambda a, axes=None: np.transpose(a, axes),
+    "SoftmaxCrossEntropy": lambda y, y_hat: np.reshape(-np.sum(y * log_softmax(y_hat)) / y_hat.dtype.type(len(y_hat)),
+                                                       (1,)),
 }
 
 
@@ -346,9 +372,60 @@ def tape_problems(operations, recorded):
     return problems
 
 
+def add_note(error, note):
+    """Add ``note`` to ``error``'s notes (shown after its message), also before Python 3.11."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:
+        error.__notes__ = list(getattr(error, "__notes__", None) or []) + [note]
+
+
+def with_update_hint(engine, run):
+    """Run ``run()``; if it raises, note on the error any ``gradients_to_update`` entry recorded on
+    ``engine`` with the transposed shape of its input (Linear passing ``dW`` for the input ``W.T``)."""
+    calls, record = [], engine.add_operation
+
+    def add_operation(*args, **kwargs):
+        calls.append((args[0] if args else kwargs.get("inputs"),
+                      args[2] if len(args) > 2 else kwargs.get("gradients_to_update")))
+        return record(*args, **kwargs)
+
+    try:
+        engine.add_operation = add_operation
+    except AttributeError:  # an engine class with __slots__: no hint
+        return run()
+    try:
+        return run()
+    except BaseException as error:
+        hint = transposed_update(calls)
+        if hint:
+            add_note(error, hint)
+        raise
+
+
+def transposed_update(calls):
+    """The hint for the first recorded gradients_to_update entry shaped as its input transposed, or None."""
+    for inputs, updates in calls:
+        try:
+            pairs = list(zip(inputs, updates))
+        except TypeError:
+            continue
+        for i, (array, target) in enumerate(pairs):
+            if (isinstance(array, np.ndarray) and isinstance(target, np.ndarray) and array.ndim == 2
+                    and target.shape != array.shape and target.shape == array.shape[::-1]):
+                return (f"hint: gradients_to_update[{i}] has shape {target.shape} but input {i} has shape "
+                        f"{array.shape}, its transpose: for the input self.W.T pass self.dW.T (a transposed view "
+                        "of dW, so the engine adds into dW), not self.dW")
+    return None
+
+
 def probe_module(sub, arrays, params, out):
     """Run an activation, Linear or loss forward on the grader's tape, then backward."""
     engine = GraderTape()
+    with_update_hint(engine, lambda: module_case(sub, engine, arrays, params, out))
+
+
+def module_case(sub, engine, arrays, params, out):
     kind, name = params["kind"], params["module"]
     if kind == "activation":
         module = getattr(sub.nn, name)(engine)
@@ -406,6 +483,10 @@ def probe_mlp(sub, arrays, params, out):
     criterion = getattr(sub.nn, params["criterion"])(engine)
     mlp = mlp_module.MLP(params["input_size"], params["output_size"], params["hiddens"], activations,
                          criterion, params["lr"], engine, momentum=params["momentum"])
+    with_update_hint(engine, lambda: mlp_case(sub, mlp_module, mlp, engine, arrays, params, out))
+
+
+def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
     layers = mlp.linear_layers
     for i, layer in enumerate(layers):
         layer.W, layer.b = np.array(arrays[f"W{i}"]), np.array(arrays[f"b{i}"])
@@ -428,11 +509,11 @@ def probe_mlp(sub, arrays, params, out):
         report_layers(layers, out, ("W", "b", "momentum_W", "momentum_b"))
     elif mode == "total_loss":
         mlp.output = np.array(arrays["output"])
-        out["total_loss"] = np.asarray(mlp.total_loss(np.array(arrays["labels"])), dtype=np.float64)
+        out["total_loss"] = number(mlp.total_loss(np.array(arrays["labels"])), "MLP.total_loss")
     elif mode == "train_step":
         mlp.zero_grads()
         mlp.forward(np.array(arrays["x"]))
-        out["total_loss"] = np.asarray(mlp.total_loss(np.array(arrays["labels"])), dtype=np.float64)
+        out["total_loss"] = number(mlp.total_loss(np.array(arrays["labels"])), "MLP.total_loss")
         mlp.backward()
         mlp.step()
         report_layers(layers, out, ("W", "b"))
@@ -440,10 +521,21 @@ def probe_mlp(sub, arrays, params, out):
         data = ((arrays["train_x"], arrays["train_labels"]), (arrays["val_x"], arrays["val_labels"]), None)
         rng = FixedOrder(arrays["orders"].tolist())
         stats = mlp_module.get_training_stats(mlp, data, params["epochs"], params["batch_size"], rng=rng)
+        if not isinstance(stats, (tuple, list)) or len(stats) != 4:
+            raise ProbeFailure(f"get_training_stats returned {type(stats).__name__}; it returns four lists "
+                               "(train_loss, train_error, val_loss, val_error)")
         for name, values in zip(("train_loss", "train_error", "val_loss", "val_error"), stats):
-            out[name] = np.asarray(values, dtype=np.float64)
+            out[name] = number(values, f"get_training_stats's {name}")
     else:
         raise ValueError(f"probe_mlp: unknown mode {mode!r}")
+
+
+def number(value, what):
+    """``value`` (a number, or a list of them) as a float64 array; ProbeFailure naming ``what`` otherwise."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ProbeFailure(f"{what} returned {type(value).__name__}, not a number (or a list of numbers)") from None
 
 
 def report_layers(layers, out, attributes):
@@ -460,11 +552,28 @@ PROBES = {
 }
 
 
+def set_promotion(state):
+    """Set NumPy's type promotion state ("weak" is NumPy 2's NEP 50); returns the one before.
+
+    NumPy 1.24-1.26 promote with value-based casting unless told otherwise, so there
+    ``np.float32(x) / 4`` and a float32 0-d array divided by 4 are float64: code that keeps
+    float32 on NumPy 2 would fail float32 checks on NumPy 1.x. The grader runs every case
+    with NumPy 2's rules, which the expected values follow. On NumPy 2 this does nothing.
+    """
+    get = getattr(np, "_get_promotion_state", None)
+    before = get() if get is not None else "weak"
+    if before != state:
+        np._set_promotion_state(state)
+    return before
+
+
 def run_case(sub, probe, arrays, params):
-    """Run one case; returns (out, error) where error is None or the exception raised."""
-    out = {}
+    """Run one case (with NumPy 2's type promotion); returns (out, error), error None or the exception raised."""
+    out, before = {}, set_promotion("weak")
     try:
         PROBES[probe](sub, arrays, params, out)
     except BaseException as error:  # SystemExit too: a student's sys.exit costs this case only
         return out, error
+    finally:
+        set_promotion(before)
     return out, None

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 
+from autograder import grading
 from autograder.grading import SECTIONS
 
 MAX_FEEDBACK = 8000  # characters of one test's feedback
@@ -32,8 +33,9 @@ def one_line(text, limit):
     return printable(text, limit, keep="")
 
 
-def feedback_of(result):
-    return printable(result.feedback, MAX_FEEDBACK)
+def feedback_of(result, staff=False):
+    """The test's feedback for the student (``staff``: its full detail), bounded and printable."""
+    return printable(result.detail if staff else result.feedback, MAX_FEEDBACK)
 
 
 def notes_of(report):
@@ -53,8 +55,13 @@ def number(value):
     return f"{value:g}"
 
 
-def text_report(report, title):
-    """The table of tests, the feedback of the tests not passed, and the totals."""
+def text_report(report, title, staff=False):
+    """The table of tests, the feedback of the tests not passed, and the totals.
+
+    Students see each test's ``feedback`` (for hidden tests: which check failed and why, in words);
+    ``staff=True`` shows the full ``detail`` instead (inputs-dependent numbers, messages and printed
+    output of the hidden tests too): the TA's report.
+    """
     title = one_line(title, MAX_NOTE)
     if report.error:
         return f"{title}\ncould not grade {one_line(report.submission, MAX_NOTE)}: {error_of(report)}"
@@ -63,12 +70,18 @@ def text_report(report, title):
     for r in report.results:
         score = f"{number(r.score)}/{number(r.points)}"
         lines.append(f"  {r.name:<{width}}  {score:>9}  {r.status}{'  (hidden)' if r.hidden else ''}")
-    failed = [r for r in report.results if r.status != "passed"]
+    blocked = import_failures(report)
+    for text, names in blocked:
+        lines += ["", f"Your code could not be imported ({grading.import_summary(text)}), so these "
+                      f"{len(names)} tests could not run: {', '.join(names)}"]
+        lines += [f"  {line}" for line in printable(text, MAX_FEEDBACK).splitlines()]
+    failed = [r for r in report.results if r.status != "passed" and not (r.import_error and not staff)]
     if failed:
         lines += ["", "Feedback on the tests not passed:"]
         for r in failed:
-            lines += ["", f"[{r.name}] {number(r.score)}/{number(r.points)}, {r.status}: {r.description}"]
-            lines += [f"  {line}" for line in feedback_of(r).splitlines()]
+            hidden = " (hidden)" if r.hidden else ""
+            lines += ["", f"[{r.name}]{hidden} {number(r.score)}/{number(r.points)}, {r.status}: {r.description}"]
+            lines += [f"  {line}" for line in feedback_of(r, staff).splitlines()]
     lines.append("")
     sections = {}
     for r in report.results:
@@ -86,6 +99,18 @@ def text_report(report, title):
     else:
         lines.append(f"Total: {public}")
     return "\n".join(lines)
+
+
+def import_failures(report):
+    """[(import error text, names of the tests it stopped)]: each failure once, with the hidden tests it
+    stopped listed under it (their own texts, which the student's code could forge, are not shown)."""
+    groups = report.import_errors()
+    hidden = [r.name + " (hidden)" for r in report.results if r.hidden and r.import_error]
+    if hidden and groups:
+        groups[0] = (groups[0][0], groups[0][1] + hidden)
+    elif hidden:
+        groups = [("importing your code failed in hidden tests only (their messages are not shown)", hidden)]
+    return groups
 
 
 def autolab_problems(tests):
@@ -106,22 +131,34 @@ def autolab_line(report, tests):
 
 
 def gradescope_results(report):
-    """results.json as Gradescope's autograder specification describes it."""
+    """results.json as Gradescope's autograder specification describes it.
+
+    Hidden tests are visible after publication, with feedback in words only; their full detail
+    goes to an entry per failed hidden test with visibility ``hidden`` (staff only, worth 0 points).
+    """
     if report.error:
         return {"score": 0.0, "execution_time": round(report.elapsed, 3),
                 "output": f"Your submission could not be graded: {error_of(report)}", "tests": []}
-    tests = []
+    tests, staff = [], []
     for number_, r in enumerate(report.results, start=1):
         output = f"Status: {r.status}. {r.description}."
         if r.feedback:
             output += "\n" + feedback_of(r)
-        tests.append({"name": ("hidden: " if r.hidden else "") + r.name, "number": str(number_), "score": r.score, "max_score": float(r.points),
+        name = ("hidden: " if r.hidden else "") + r.name
+        tests.append({"name": name, "number": str(number_), "score": r.score, "max_score": float(r.points),
                       "status": "passed" if r.status == "passed" else "failed", "output": output,
                       "tags": [r.section], "visibility": "after_published" if r.hidden else "visible"})
+        if r.hidden and r.detail != r.feedback:
+            staff.append({"name": f"staff only: {name}", "score": 0.0, "max_score": 0.0, "status": "failed",
+                          "output": f"Status: {r.status}. {r.description}.\n{feedback_of(r, staff=True)}",
+                          "tags": [r.section], "visibility": "hidden"})
     summary = f"Public tests: {number(report.total(hidden=False))}/{number(report.max_total(hidden=False))}."
+    for text, names in import_failures(report):
+        summary += (f"\nYour code could not be imported ({grading.import_summary(text)}), so these tests could "
+                    f"not run: {', '.join(names)}\n{printable(text, MAX_FEEDBACK)}")
     summary += "".join(f"\nNote: {note}" for note in notes_of(report))
     return {"score": report.total(), "execution_time": round(report.elapsed, 3), "output": summary,
-            "stdout_visibility": "hidden", "tests": tests}
+            "stdout_visibility": "hidden", "tests": tests + staff}
 
 
 def write_atomically(path, text):
@@ -150,7 +187,8 @@ def gradebook_row(report, tests):
     if report.error:
         return [name, "no", error_of(report)] + [""] * len(tests) + ["0", "0", "0", "; ".join(notes_of(report))]
     scores = {(r.hidden, r.name): number(r.score) for r in report.results}
-    return ([name, "yes", ""] + [scores.get((t.hidden, t.name), "") for t in tests]
+    return ([name, "yes", one_line(report.problem(), MAX_ERROR)]
+            + [scores.get((t.hidden, t.name), "") for t in tests]
             + [number(report.total(hidden=False)), number(report.total(hidden=True)), number(report.total()),
                "; ".join(notes_of(report))])
 

@@ -7,6 +7,8 @@
         grade a handin.tar, or a folder holding mytorch/, an archive, or one folder holding mytorch/
     python autograder/runner.py --batch DIR --csv FILE [--jobs N] [--hidden]
         grade every archive or folder in DIR into a gradebook CSV (written row by row as they finish)
+    --staff-report FILE (with --submission or --batch) also writes the full report for staff:
+        the student-visible one shows hidden tests' failures in words only
 
 Sections: autograd, functional, activation, linear, loss, mlp.
 """
@@ -46,6 +48,9 @@ def parse_args(argv):
                         help="text (default), autolab (text, then the JSON summary as the last line), "
                              "gradescope (results.json), junit (JUnit XML, for CI services)")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of the screen")
+    parser.add_argument("--staff-report", metavar="FILE",
+                        help="also write the full report for staff to FILE: hidden tests' numbers, messages and "
+                             "printed output, which the student-visible report leaves out")
     parser.add_argument("--timeout", type=float, default=defaults.timeout, metavar="S",
                         help=f"seconds per test (default {defaults.timeout:g})")
     parser.add_argument("--memory", type=int, default=defaults.memory // 2 ** 20, metavar="MB",
@@ -60,8 +65,8 @@ def parse_args(argv):
         parser.error("--csv and --jobs go with --batch")
     if (args.format or args.output) and not args.submission:
         parser.error("--format and --output go with --submission")
-    if args.hidden and not (args.submission or args.batch):
-        parser.error("--hidden goes with --submission or --batch")
+    if (args.hidden or args.staff_report) and not (args.submission or args.batch):
+        parser.error("--hidden and --staff-report go with --submission or --batch")
     total = args.total_timeout
     if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0 or (total is not None and total <= 0):
         parser.error("--jobs, --timeout, --memory and --total-timeout must be positive")
@@ -101,6 +106,9 @@ def grade_one(args, tests, options):
         if fmt == "autolab":
             text += "\n" + report.autolab_line(result, tests)
     emit(text, args.output)
+    if args.staff_report:
+        report.write_atomically(args.staff_report, report.text_report(result, title + ", staff report", staff=True)
+                                + "\n")
     if args.output:
         shown = report.one_line(args.submission, report.MAX_NOTE)
         print(f"graded {shown}: {report.number(result.total())}/{report.number(result.max_total())}"
@@ -152,6 +160,10 @@ def grade_batch(args, tests, options):
                     future.cancel()
                 raise
     report.write_atomically(args.csv, report.gradebook_csv(reports, tests))
+    if args.staff_report:
+        report.write_atomically(args.staff_report, "\n\n".join(
+            report.text_report(r, f"mytorch autograder: {name}, staff report", staff=True)
+            for name, r in zip(names, reports)) + "\n")
     print(f"graded {len(paths)} submissions ({sum(1 for r in reports if r.error)} could not be graded) -> {args.csv}")
     return 0
 

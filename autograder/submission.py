@@ -390,7 +390,9 @@ def tar_entries(stream, display, budget):
         if not header or header == bytes(BLOCK):
             return
         if len(header) < BLOCK or not checksum_ok(header):
-            if stream.position == len(header):
+            first = stream.position == len(header)
+            stream.drain()  # a corrupt compressed stream decompresses to garbage first: name the real damage
+            if first:
                 raise SubmissionError(f"{display} is not a readable tar archive or zip archive")
             raise SubmissionError(f"{display} is damaged: a tar header is cut short or corrupt")
         flag, size = header[156:157], tar_number(header[124:136], display)

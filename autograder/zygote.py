@@ -12,6 +12,7 @@ runs the probes; the zygote collects that process's result frames and printed
 output under the time limit and answers with a status header and the frames.
 The zygote itself never imports the submission, so every test starts clean.
 """
+import io
 import json
 import os
 import resource
@@ -236,6 +237,9 @@ def fork_test(request, arrays, sealed, config):
         os.dup2(null, 0)
         os.dup2(output_w, 1)
         os.dup2(output_w, 2)
+        for fd, name in ((1, "stdout"), (2, "stderr")):  # unbuffered, as python -u: a timeout loses nothing printed
+            setattr(sys, name, io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
+                                                errors="backslashreplace", write_through=True))
         os.closerange(3, result_w)
         os.closerange(result_w + 1, 1 << 16)
         os.chdir(config["work"])

@@ -90,7 +90,7 @@ def by_name(rep):
 
 
 # --------------------------------------------------------------------- the corpus
-# One plausible wrong formula per solution block: (file, old, new).
+# Plausible wrong formulas, at least one per solution block: "block" or "block: the mistake" -> (file, old, new).
 WRONG = {
     "sub_backward": (F, "unbroadcast(-grad_output, b.shape)", "unbroadcast(grad_output, b.shape)"),  # sign
     "mul_backward": (F, "return unbroadcast(grad_output * b, a.shape), unbroadcast(grad_output * a, b.shape)",
@@ -113,14 +113,42 @@ WRONG = {
     "Tanh.forward": ("mytorch/nn/modules/activation.py", "self.state = np.tanh(x)", "self.state = np.tanh(x).astype(np.float32)"),
     "ReLU.forward": ("mytorch/nn/modules/activation.py", "self.state = np.maximum(x, 0)", "self.state = np.abs(x)"),
     "MSELoss.forward": ("mytorch/nn/modules/loss.py", "mean = np.asarray(np.mean(squared))", "mean = np.asarray(np.sum(squared))"),
-    "SoftmaxCrossEntropy.forward": ("mytorch/nn/modules/loss.py", "-np.sum(y * log_softmax) / y_hat.shape[0]",
-                                    "-np.sum(y * log_softmax)"),
+    "SoftmaxCrossEntropy.forward": ("mytorch/nn/modules/loss.py", "-np.mean(np.sum(y * log_softmax, axis=1))",
+                                    "-np.sum(y * log_softmax)"),  # no batch mean
     "MLP.forward": ("hw/mlp.py", "out = activation(linear(out))", "out = linear(out)"),
     "MLP.zero_grads": ("hw/mlp.py", "layer.dW.fill(0.0)", "pass"),
     "MLP.step": ("hw/mlp.py", "layer.W += layer.momentum_W", "layer.W -= layer.momentum_W"),
     "MLP.total_loss": ("hw/mlp.py", "return float(batch_mean[0]) * len(labels)", "return float(batch_mean[0])"),
     "get_training_stats": ("hw/mlp.py", "            mlp.zero_grads()\n            mlp.forward(x)",
                            "            mlp.forward(x)"),
+    # Mistakes only some kinds of input reveal (students passing every public test lost hidden points to these)
+    "sum_backward: float32 gradient returned as float64": (
+        F, "return (np.broadcast_to(grad, a.shape).copy(),)\n    # END SOLUTION\n\n\ndef max_backward",
+        "return (grad * np.ones(a.shape),)\n    # END SOLUTION\n\n\ndef max_backward"),
+    "sub_backward: unbroadcast on one side only": (
+        F, "return unbroadcast(grad_output, a.shape), unbroadcast(-grad_output, b.shape)",
+        "return grad_output, unbroadcast(-grad_output, b.shape)"),
+    "sum_backward: axis taken to be an int": (
+        F, "    grad = _expand_reduced(grad_output, axis, keepdims)\n    return (np.broadcast_to(grad, a.shape)",
+        "    grad = grad_output\n    if axis is not None and not keepdims:\n        shape = list(a.shape)\n"
+        "        shape[axis] = 1\n        grad = grad_output.reshape(shape)\n    return (np.broadcast_to(grad, a.shape)"),
+    "matmul_backward: no case for vector operands": (
+        F, "    a2 = a[np.newaxis, :] if a.ndim == 1 else a\n    b2 = b[:, np.newaxis] if b.ndim == 1 else b\n"
+           "    g2 = grad_output[..., np.newaxis] if b.ndim == 1 else grad_output\n"
+           "    g2 = g2[..., np.newaxis, :] if a.ndim == 1 else g2\n",
+        "    a2, b2, g2 = a, b, grad_output\n"),
+    "SoftmaxCrossEntropy_backward: unstable softmax": (
+        F, "softmax = np.exp(log_softmax)", "softmax = np.exp(y_hat) / np.exp(y_hat).sum(axis=1, keepdims=True)"),
+    "SoftmaxCrossEntropy.forward: unstable softmax": (
+        "mytorch/nn/modules/loss.py", "log_softmax = stable_log_softmax(y_hat)",
+        "log_softmax = np.log(np.exp(y_hat) / np.exp(y_hat).sum(axis=1, keepdims=True))"),
+    "ReLU.forward: float64 output for float32 input": (
+        "mytorch/nn/modules/activation.py", "self.state = np.maximum(x, 0)", "self.state = np.maximum(x, np.zeros(x.shape))"),
+    "Linear.forward: dW recorded for W.T": (
+        "mytorch/nn/modules/linear.py", "[x, W_T], y, [None, self.dW.T]", "[x, W_T], y, [None, self.dW]"),
+    "MLP.forward: the last activation skipped": (
+        "hw/mlp.py", "out = activation(linear(out))",
+        "out = linear(out) if linear is self.linear_layers[-1] else activation(linear(out))"),
 }
 
 HIDDEN_NPZ = grading.HIDDEN + ".npz"
@@ -259,8 +287,8 @@ def corpus(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("corpus")
     (tmp / "out").mkdir()
     folders = {"reference": ROOT}
-    for block, patch in WRONG.items():
-        folders[f"wrong {block}"] = write_tree(str(tmp / f"wrong-{len(folders)}"), patched([patch]))
+    for mistake, patch in WRONG.items():
+        folders[f"wrong {mistake}"] = write_tree(str(tmp / f"wrong-{len(folders)}"), patched([patch]))
     attacks = hostile(tmp)
     for name, (patches, _, _, _) in attacks.items():
         folders[name] = write_tree(str(tmp / f"attack-{len(folders)}"), patched(patches))
@@ -282,9 +310,10 @@ def test_reference_scores_full_marks_on_public_and_hidden_tests(corpus):
     assert {r.status for r in both.results} == {"passed"}
 
 
-@pytest.mark.parametrize("block", sorted(WRONG))
-def test_a_wrong_formula_loses_its_tests_points_and_nothing_else(corpus, block):
-    rep = corpus["reports"][f"wrong {block}"]
+@pytest.mark.parametrize("mistake", sorted(WRONG))
+def test_a_wrong_formula_loses_its_tests_points_and_nothing_else(corpus, mistake):
+    rep = corpus["reports"][f"wrong {mistake}"]
+    block = mistake.split(":")[0]
     results = by_name(rep)
     users = {t.name for t in PUBLIC if block in t.uses}
     assert users, f"no public test uses {block}"
@@ -327,7 +356,7 @@ def test_attack_feedback_says_what_happened(corpus):
     assert "sandbox process stopped" in feedback["kill the parent"]["functional/sub_backward"].feedback
     assert "BlockingIOError" in feedback["fork bomb"]["functional/mul_backward"].feedback
     assert re.search(r'File "hw/mlp.py", line \d+\n.*\n.*\nSyntaxError',
-                     feedback["syntax error in hw/mlp.py"]["mlp/step"].feedback)
+                     feedback["syntax error in hw/mlp.py"]["mlp/step"].import_error)
     if AS_ROOT:
         for attack, test in (("reads the hidden tests", "functional/exp_backward"),
                              ("reads the reference solution", "functional/log_backward"),
@@ -549,7 +578,7 @@ def test_without_a_mount_namespace_sandbox_uids_and_a_private_batch_folder_still
     folders = {name: str(batch / name) for name in ("alice", "mallory-thief", "bob.tar", "mallory-killer")}
     reports = grade_all(folders, options, tests, batch=str(batch))
     assert [reports[name].total() for name in folders] == [8, 0, 8, 0]
-    assert "nothing to steal" in reports["mallory-thief"].results[0].feedback
+    assert "nothing to steal" in reports["mallory-thief"].results[0].import_error
     batch.chmod(0o755)
     exposed = grading.grade(folders["alice"], tests[:1], options, str(batch))
     assert any("could read the other submissions" in note for note in exposed.notes)
@@ -646,10 +675,10 @@ def test_broken_frames_cost_their_test_and_gradescope_output_is_still_written(co
 def test_an_error_while_scoring_one_test_costs_that_test_only(monkeypatch):
     compare = grading.compare
 
-    def failing(name, expected, got, missing):
+    def failing(name, expected, got, missing, hints=None):
         if name == "loss_val":
             raise RecursionError("maximum recursion depth exceeded")
-        return compare(name, expected, got, missing)
+        return compare(name, expected, got, missing, hints)
 
     monkeypatch.setattr(grading, "compare", failing)
     tests = [t for t in PUBLIC if t.section in ("loss", "linear")]
@@ -696,7 +725,7 @@ def test_a_symlinked_solution_file_in_a_tarball_is_not_followed(tmp_path):
         add_member(archive, F, kind=tarfile.SYMTYPE, link=os.path.join(ROOT, F))
     rep = grading.grade(str(path), PUBLIC, FAST)
     assert rep.total() == 0 and {r.status for r in rep.results} == {"error"}
-    assert rep.results[0].feedback.startswith("importing your code failed:")
+    assert rep.results[0].import_error.startswith("importing your code failed:")
 
 
 def test_a_symlink_in_a_folder_submission_is_not_followed(tmp_path):

@@ -8,11 +8,10 @@ fan-out through views. ``make_fixtures.py`` writes their expected values to
 import numpy as np
 
 from autograder.catalog import (
-    CHAIN, MLP_STEP_USES, activation_case, away_from_zero, binary_case, case, check, graph_case, linear_case,
-    loss_case, mlp_params, mlp_weights, normal, one_hot, op, positive, primitive_case, test, training_data,
+    CHAIN, CURVES, F32, MLP_STEP_USES, activation_case, away_from_zero, binary_case, case, check, extremes,
+    graph_case, linear_case, loss_case, mlp_params, mlp_weights, normal, one_hot, op, positive, primitive_case,
+    softmax_case, test, training_data,
 )
-
-F32 = np.float32
 
 
 def functional_tests():
@@ -62,16 +61,11 @@ def functional_tests():
         ]),
         test("functional/SoftmaxCrossEntropy_backward", 2, ["SoftmaxCrossEntropy_backward"],
              "extreme logits, soft targets, float32", [
-                 primitive_case("SoftmaxCrossEntropy_backward",
-                                [one_hot(1091, 3, 4), n(1092, (3, 4), scale=1e4)], "logits of size 1e4", 1093,
-                                weights=[1.0, 3.0], grad_output=np.ones(1)),
-                 primitive_case("SoftmaxCrossEntropy_backward",
-                                [np.array([[0.2, 0.5, 0.3], [0.0, 0.1, 0.9]]), n(1094, (2, 3))],
-                                "probability targets (not one-hot)", 1095, weights=[1.0, 3.0],
-                                grad_output=np.array([0.7])),
-                 primitive_case("SoftmaxCrossEntropy_backward",
-                                [one_hot(1096, 4, 3, F32), n(1097, (4, 3), F32, scale=3.0)], "float32", 1098,
-                                weights=[1.0, 3.0], grad_output=np.ones(1, F32)),
+                 softmax_case(one_hot(1091, 3, 4), n(1092, (3, 4), scale=1e4), "logits of size 1e4", 1093, np.ones(1)),
+                 softmax_case(np.array([[0.2, 0.5, 0.3], [0.0, 0.1, 0.9]]), n(1094, (2, 3)),
+                              "probability targets (not one-hot)", 1095, np.array([0.7])),
+                 softmax_case(one_hot(1096, 4, 3, F32), n(1097, (4, 3), F32, scale=3.0), "float32", 1098,
+                              np.ones(1, F32)),
              ]),
     ]
 
@@ -95,7 +89,7 @@ def autograd_tests():
 
 
 def activation_tests():
-    x = np.array([[-800.0, -30.0, -1e-9, 0.0], [1e-9, 2.0, 30.0, 800.0]])
+    x = extremes(big=800.0)
     return [test(f"activation/{name}", 1, [f"{name}.forward"], f"{name}: float32 and extreme inputs", [
         activation_case(name, normal(1201 + i, (3, 4), F32, 4.0), 1210 + i, "x (3, 4) float32"),
         activation_case(name, x, 1220 + i, "x with values of +-800, +-30 and near 0"),
@@ -143,7 +137,7 @@ def hidden_mlp_tests():
                                        momentum=0.5, engine="student", mode="training_stats", epochs=3,
                                        batch_size=4),
                      dict(mlp_weights(1511, (3, 4, 2)), **training_data(1512, (3, 4, 2), 10, 5, 3)),
-                     [check("learning curves", ["train_loss", "train_error", "val_loss", "val_error"])],
+                     [check("learning curves", CURVES)],
                      "3-4-2, 10 examples in batches of 4, 3 epochs"),
             ]),
     ]

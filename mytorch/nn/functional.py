@@ -45,6 +45,11 @@ def _reduced_count(shape, axis):
     return int(np.prod([shape[a] for a in axes]))
 
 
+def _numpy2_dtype(grad, *arrays):
+    """``grad`` in the dtype NumPy 2 gives it (NumPy 1.x makes float64 of float32 0-d math with Python numbers)."""
+    return np.asarray(grad, dtype=np.result_type(*arrays))
+
+
 def stable_sigmoid(x):
     """1 / (1 + exp(-x)) without overflow for large |x|."""
     e = np.exp(-np.abs(x))
@@ -184,28 +189,28 @@ def pow_backward(grad_output, a, exponent):
     """out = a ** exponent, for a scalar ``exponent`` (a keyword option, not an input)."""
     if exponent == 0:  # a ** -1 would turn 0 * inf into nan at a == 0
         return (np.zeros_like(grad_output),)
-    return (grad_output * (exponent * a ** (exponent - 1)),)
+    return (_numpy2_dtype(grad_output * (exponent * a ** (exponent - 1)), grad_output, a),)
 
 
 def sqrt_backward(grad_output, a, out=None):
     """out = np.sqrt(a)."""
     if out is None:
         out = np.sqrt(a)
-    return (grad_output / (2 * out),)
+    return (_numpy2_dtype(grad_output / (2 * out), grad_output, a),)
 
 
 def tanh_backward(grad_output, a, out=None):
     """out = np.tanh(a)."""
     if out is None:
         out = np.tanh(a)
-    return (grad_output * (1 - out * out),)
+    return (_numpy2_dtype(grad_output * (1 - out * out), grad_output, a),)
 
 
 def sigmoid_backward(grad_output, a, out=None):
     """out = 1 / (1 + np.exp(-a))."""
     if out is None:
         out = stable_sigmoid(a)
-    return (grad_output * out * (1 - out),)
+    return (_numpy2_dtype(grad_output * out * (1 - out), grad_output, a),)
 
 
 def relu_backward(grad_output, a):
@@ -227,7 +232,8 @@ def reshape_backward(grad_output, a, shape=None):
 
 def mean_backward(grad_output, a, axis=None, keepdims=False):
     """out = np.mean(a, axis=axis, keepdims=keepdims)."""
-    grad = _expand_reduced(grad_output, axis, keepdims) / _reduced_count(a.shape, axis)
+    count = np.asarray(_reduced_count(a.shape, axis), dtype=grad_output.dtype)  # float32 stays float32 on NumPy 1.x
+    grad = _expand_reduced(grad_output, axis, keepdims) / count
     return (np.broadcast_to(grad, a.shape).copy(),)
 
 

@@ -70,7 +70,7 @@ class SoftmaxCrossEntropy(LossFN):
         self._check(y, y_hat)
         # BEGIN SOLUTION
         log_softmax = stable_log_softmax(y_hat)
-        self.loss_val = np.reshape(-np.sum(y * log_softmax) / y_hat.shape[0], (1,))
+        self.loss_val = np.reshape(-np.mean(np.sum(y * log_softmax, axis=1)), (1,))
         self.autograd_engine.add_operation(
             [y, y_hat], self.loss_val, [None, None], SoftmaxCrossEntropy_backward, log_softmax=log_softmax
         )
