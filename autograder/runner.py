@@ -38,6 +38,9 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help=f"submissions graded at once (with --batch; at most {sandbox.SLOTS})")
     parser.add_argument("--hidden", action="store_true", help="also run the hidden tests (not in the handout)")
+    parser.add_argument("--allow-unisolated", action="store_true",
+                        help="run the hidden tests even on a host that cannot fully isolate the tests (the report's "
+                             "notes say what is missing)")
     parser.add_argument("--format", choices=("text", "autolab", "gradescope"), default=None,
                         help="text (default), autolab (text, then the JSON summary as the last line), "
                              "gradescope (results.json)")
@@ -46,6 +49,8 @@ def parse_args(argv):
                         help=f"seconds per test (default {defaults.timeout:g})")
     parser.add_argument("--memory", type=int, default=defaults.memory // 2 ** 20, metavar="MB",
                         help=f"memory per test in MB (default {defaults.memory // 2 ** 20})")
+    parser.add_argument("--disk", type=int, default=defaults.disk // 2 ** 20, metavar="MB",
+                        help=f"disk space per test in MB (default {defaults.disk // 2 ** 20})")
     args = parser.parse_args(argv)
     if args.batch and not args.csv:
         parser.error("--batch needs --csv FILE")
@@ -55,8 +60,10 @@ def parse_args(argv):
         parser.error("--format and --output go with --submission")
     if args.hidden and not (args.submission or args.batch):
         parser.error("--hidden goes with --submission or --batch")
-    if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0:
-        parser.error("--jobs, --timeout and --memory must be positive")
+    if args.allow_unisolated and not args.hidden:
+        parser.error("--allow-unisolated goes with --hidden")
+    if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0 or args.disk <= 0:
+        parser.error("--jobs, --timeout, --memory and --disk must be positive")
     if args.jobs > sandbox.SLOTS:
         parser.error(f"--jobs: at most {sandbox.SLOTS} submissions at once")
     return args
@@ -114,9 +121,14 @@ def grade_tree(args, tests, options):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20)
+    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20, disk=args.disk * 2 ** 20,
+                              allow_unisolated=args.allow_unisolated)
     try:
         tests = grading.select_tests(args.sections, hidden=args.hidden)
+        if args.hidden and not args.allow_unisolated:
+            problems = grading.host_problems(options, args.submission or args.batch, args.batch)
+            if problems:
+                raise ValueError("--hidden: " + grading.refusal(problems))
         if args.batch:
             return grade_batch(args, tests, options)
         if args.submission:
