@@ -125,8 +125,8 @@ def main(argv=None):
                               allow_unisolated=args.allow_unisolated)
     try:
         tests = grading.select_tests(args.sections, hidden=args.hidden)
-        if args.hidden and not args.allow_unisolated:
-            problems = grading.host_problems(options, args.submission or args.batch, args.batch)
+        if args.hidden and args.batch and not args.allow_unisolated:  # (grade() refuses each submission too)
+            problems = grading.host_problems(options, args.batch, args.batch)
             if problems:
                 raise ValueError("--hidden: " + grading.refusal(problems))
         if args.batch:

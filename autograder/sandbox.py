@@ -138,23 +138,27 @@ class Sandbox:
     """
 
     def __init__(self, files):
-        self.uid = self.lock = self.parent = None
-        if os.geteuid() == 0:
-            parent, private = sandbox_parent()
-            self.parent = parent if private else None
-            self.root, self.uid, self.lock = self._reserve(parent)
-        else:
-            self.root = tempfile.mkdtemp(prefix="mytorch-grade-")
-        self.src = os.path.join(self.root, "src")
-        self.work = os.path.join(self.root, "work")
-        for relpath, data in files.items():
-            path = os.path.join(self.src, *relpath.split("/"))
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            with open(path, "wb") as handle:
-                handle.write(data)
-            os.chmod(path, 0o644)
-        os.makedirs(self.src, mode=0o755, exist_ok=True)
-        os.makedirs(self.work, mode=0o700)
+        self.uid = self.lock = self.parent = self.root = None
+        try:
+            if os.geteuid() == 0:
+                parent, private = sandbox_parent()
+                self.parent = parent if private else None
+                self.root, self.uid, self.lock = self._reserve(parent)
+            else:
+                self.root = tempfile.mkdtemp(prefix="mytorch-grade-")
+            self.src = os.path.join(self.root, "src")
+            self.work = os.path.join(self.root, "work")
+            for relpath, data in files.items():
+                path = os.path.join(self.src, *relpath.split("/"))
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                with open(path, "wb") as handle:
+                    handle.write(data)
+                os.chmod(path, 0o644)
+            os.makedirs(self.src, mode=0o755, exist_ok=True)
+            os.makedirs(self.work, mode=0o700)
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def _reserve(parent):
@@ -180,7 +184,8 @@ class Sandbox:
 
     def close(self):
         """Delete the folder, whatever the tests made of ``work/`` (see ``zygote.remove_tree``)."""
-        remove_tree(self.root)
+        if self.root is not None:
+            remove_tree(self.root)
         if self.lock is not None:
             os.close(self.lock)
         if self.parent is not None:

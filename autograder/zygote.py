@@ -44,7 +44,7 @@ PREIMPORT = (  # stdlib modules a test may need after the user change (the stdli
 )
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")  # read-only in the new root
 DEVICES = ("null", "zero", "full", "random", "urandom")
-SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")  # where every uid may write when there is no mount namespace
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run/lock")  # where any uid may write (no mount namespace)
 # Linux's constants (linux/sched.h, linux/mount.h, linux/prctl.h, linux/seccomp.h, linux/filter.h, linux/audit.h)
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x8000000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 0x4000, 0x40000
@@ -142,6 +142,7 @@ def isolate(config, say):
 
 
 def libc():
+    """The C library, through ctypes, keeping errno for ``check``."""
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)
@@ -157,8 +158,9 @@ def check(result, what):
 
 
 def mount(source, target, fstype, flags, data=None):
-    encode = lambda value: None if value is None else os.fsencode(value)  # noqa: E731
-    check(libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)), f"mount {target}")
+    """mount(2); OSError naming ``target`` if it fails."""
+    source, target_b, fstype, data = (None if v is None else os.fsencode(v) for v in (source, target, fstype, data))
+    check(libc().mount(source, target_b, fstype, flags, data), f"mount {target}")
 
 
 def enter_namespaces(config, say, user):
@@ -198,6 +200,7 @@ def enter_namespaces(config, say, user):
 
 
 def fail(say, error):
+    """Tell the scoring process why the namespaces could not be set up (it starts again without), and end."""
     say({"ready": False, "namespace_error": f"setting up the namespaces failed: {error}"})
     os._exit(1)
 
@@ -482,17 +485,22 @@ def empty_folder(path):
 
 
 def shared_entries(uid):
-    """The paths in the shared temporary folders (SHARED_TEMP) that ``uid`` owns."""
-    found = []
-    for folder in SHARED_TEMP:
+    """The paths ``uid`` owns in the shared temporary folders (SHARED_TEMP) and in the world-writable
+    folders directly in them (such as /tmp/.X11-unix)."""
+    found, folders = [], list(SHARED_TEMP)
+    while folders:
+        folder = folders.pop()
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     try:
-                        if entry.stat(follow_symlinks=False).st_uid == uid:
-                            found.append(entry.path)
+                        info = entry.stat(follow_symlinks=False)
                     except OSError:
-                        pass
+                        continue
+                    if info.st_uid == uid:
+                        found.append(entry.path)
+                    elif folder in SHARED_TEMP and stat.S_ISDIR(info.st_mode) and info.st_mode & 0o002:
+                        folders.append(entry.path)
         except OSError:
             pass
     return found

@@ -18,9 +18,11 @@ The hosts other than ``root`` are made by a launcher (run as real root, so they 
 otherwise) that keeps this machine's Python, which lives under the 0700 /root, reachable in a
 private mount namespace. Nothing here changes the machine outside the test's folders.
 """
+import ast
 import concurrent.futures
 import csv
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -507,12 +509,15 @@ def test_without_user_namespaces_hidden_tests_need_the_opt_in_and_the_forger_sho
 
 def test_the_runner_refuses_hidden_tests_without_isolation_and_grades_with_the_opt_in(world):
     host = world["hosts"]["user without user namespaces"]
-    alice = os.path.join(host.batch, "alice")
-    command = [sys.executable, os.path.join(host.grader, "autograder", "runner.py"), "loss", "--submission", alice]
-    refused = host.run(command + ["--hidden"])
-    assert refused.returncode == 2 and "--hidden: the hidden tests were not run" in refused.stderr, refused.stderr
-    assert "--allow-unisolated" in refused.stderr
-    allowed = host.run(command + ["--hidden", "--allow-unisolated"])
+    runner_py = os.path.join(host.grader, "autograder", "runner.py")
+    batch = host.run([sys.executable, runner_py, "loss", "--batch", host.batch, "--csv", host.home + "/grades.csv",
+                      "--hidden"])
+    assert batch.returncode == 2 and "--hidden: the hidden tests were not run" in batch.stderr, batch.stderr
+    assert "--allow-unisolated" in batch.stderr and not os.path.exists(host.home + "/grades.csv")
+    command = [sys.executable, runner_py, "loss", "--submission", os.path.join(host.batch, "alice"), "--hidden"]
+    refused = host.run(command)
+    assert refused.returncode == 1 and "the hidden tests were not run" in refused.stdout, refused.stdout
+    allowed = host.run(command + ["--allow-unisolated"])
     assert allowed.returncode == 0, allowed.stderr
     assert "Total: 8/8 public" in allowed.stdout and "Note: the tests ran as the grader's own user" in allowed.stdout
 
@@ -637,24 +642,72 @@ def odd_tree(top):
     return outside
 
 
-def test_remove_tree_deletes_any_tree_and_follows_no_link(tmp_path):
-    outside = odd_tree(str(tmp_path / "tree"))
-    assert zygote.remove_tree(str(tmp_path / "tree")) == 0
-    assert os.listdir(tmp_path) == ["outside"] and open(outside).read() == "keep me"
+@pytest.fixture
+def scratch():
+    """A new folder on a tmpfs (/dev/shm), deleted afterwards: deep trees take seconds to delete on a disk."""
+    folder = tempfile.mkdtemp(prefix="mytorch-isolation-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    yield folder
+    os.chmod(folder, 0o700)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_remove_tree_deletes_any_tree_and_follows_no_link(scratch):
+    outside = odd_tree(os.path.join(scratch, "tree"))
+    assert zygote.remove_tree(os.path.join(scratch, "tree")) == 0
+    assert os.listdir(scratch) == ["outside"] and open(outside).read() == "keep me"
 
 
 @needs_root
-def test_remove_tree_as_an_ordinary_user(tmp_path):
-    folder = tempfile.mkdtemp(prefix="mytorch-isolation-")
-    try:
-        os.chown(folder, USER, USER)
-        code = (f"import sys; sys.path.insert(0, {ROOT!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
-                "from autograder import zygote; import test_grader_isolation as t, os\n"
-                f"outside = t.odd_tree({folder!r} + '/tree')\n"
-                f"print(zygote.remove_tree({folder!r} + '/tree'), os.listdir({folder!r}), open(outside).read())")
-        launcher = [sys.executable, "-c", LAUNCHER, json.dumps({"kind": "user", "uid": USER, "grader": ROOT})]
-        done = subprocess.run(launcher + [sys.executable, "-c", code], capture_output=True, text=True, cwd=folder,
-                              env={"PATH": os.defpath, "HOME": folder})
-        assert done.stdout.strip() == "0 ['outside'] keep me", done.stderr
-    finally:
-        zygote.remove_tree(folder)
+def test_remove_tree_as_an_ordinary_user(scratch):
+    os.chown(scratch, USER, USER)
+    tree = os.path.join(scratch, "tree")
+    code = (f"import os, sys\nsys.path.insert(0, {ROOT!r})\nfrom autograder import zygote\n{inspect.getsource(odd_tree)}"
+            f"outside = odd_tree({tree!r})\n"
+            f"print(zygote.remove_tree({tree!r}), os.listdir({scratch!r}), open(outside).read())")
+    launcher = [sys.executable, "-c", LAUNCHER, json.dumps({"kind": "user", "uid": USER, "grader": ROOT})]
+    done = subprocess.run(launcher + [sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch,
+                          env={"PATH": os.defpath, "HOME": scratch})
+    assert done.stdout.strip() == "0 ['outside'] keep me", done.stderr
+
+
+# --------------------------------------------------------------------- the namespaces themselves
+def run_code(code, hide=(), namespaces=True):
+    """(isolation report, feedback) of log_backward running ``code`` (lines) and raising, in a fresh sandbox."""
+    files = patched([inject(F, LOG, code + ["raise RuntimeError('done')"])])
+    test = next(t for t in grading.select_tests(["functional"]) if t.name == "functional/log_backward")
+    with sandbox.Sandbox(files) as box:
+        with sandbox.Zygote(box, hide=[sandbox.GRADER_ROOT, os.path.dirname(box.root)] + list(hide),
+                            namespaces=namespaces) as process:
+            process.start()
+            return process.isolation, grading.run_test(process, test, grading.Options()).feedback
+
+
+def printed(feedback):
+    """The values a hand-in printed with ``print(repr(...))``, from its feedback."""
+    return [ast.literal_eval(line.split("| ", 1)[1]) for line in feedback.splitlines() if line.startswith("  | ")]
+
+
+@needs_root
+def test_the_tests_see_only_the_system_python_and_their_sandbox():
+    hidden_inside = "/usr/share"  # a folder to hide inside a folder the tests see: covered by an empty tmpfs
+    isolation, feedback = run_code(["import os", "print(repr((sorted(os.listdir('/')), os.listdir('/usr/share'), "
+                                    "sorted(os.listdir('/dev')), os.getpid(), os.getppid())))"],
+                                   hide=[hidden_inside])
+    assert isolation["namespaces"] == ["mount", "pid", "net", "ipc"] and isolation["user"] == "own"
+    assert all(isolation["hidden"].values()) and isolation["quota"] == "tmpfs"
+    top, share, dev, pid, parent = printed(feedback)[0]  # (from the first case; each case prints it)
+    python, temp = (os.path.realpath(p).split(os.sep)[1] for p in (sys.prefix, tempfile.gettempdir()))
+    allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "usr", python, temp}
+    assert {"dev", "etc", "proc", "usr", temp} <= set(top) <= allowed, top
+    assert share == [] and os.listdir(hidden_inside)
+    assert dev == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
+    assert (pid, parent) == (3, 2)  # init is 1, the zygote 2: the test sees no process of the host
+
+
+@needs_root
+def test_namespaces_that_fail_half_way_give_way_to_the_sandbox_without_them():
+    isolation, feedback = run_code(["import os", "print(repr('mytorch-grader' in os.listdir('/tmp')))"],
+                                   hide=["/usr/bin/env"])  # a file: it cannot be covered, so the new root fails
+    assert isolation["namespaces"] == [] and "could not hide /usr/bin/env" in isolation["namespace_error"]
+    assert isolation["user"] == "own" and isolation["filter"] == ["ipc", "network"] and isolation["quota"] == "watch"
+    assert printed(feedback)[0] is True  # the host's /tmp, with the sandboxes' parent: no new root
