@@ -289,11 +289,11 @@ def bind(source, target, readonly=False):
 
 
 def mount_points(top):
-    """The mount points at or under ``top``, outermost first (from /proc/self/mountinfo)."""
+    """The mount points at or under ``top``, outermost first (from /proc/self/mountinfo, where a space in a
+    path is written \\040)."""
     with open("/proc/self/mountinfo", "rb") as handle:
-        points = [line.split()[4] for line in handle]
-    unescape = lambda raw: os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), raw))  # noqa: E731
-    points = [unescape(point) for point in points]
+        raw = [line.split()[4] for line in handle]
+    points = [os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), p)) for p in raw]
     return sorted({p for p in points if p == top or p.startswith(top.rstrip(os.sep) + os.sep)}, key=len)
 
 
