@@ -131,8 +131,8 @@ class Sandbox:
 
     As root, the folder is ``sandbox_parent()/UID``, named after the uid it reserves
     (a lock on the folder is the reservation, so concurrent sandboxes never share a
-    uid); it is mode 0700 and ``hand_over`` gives it to that uid once the zygote runs
-    as it; ``src/`` stays owned by root. Where no uid is usable (a uid map of one id),
+    uid); it is mode 0700 until ``hand_over`` gives ``work/`` to that uid and lets it
+    pass through the folder; ``src/`` stays owned by root. Where no uid is usable (a uid map of one id),
     ``uid`` is None and a user namespace isolates the tests. Otherwise (not root) the
     folder is a private ``mkdtemp`` one, ``uid`` is None.
     """
@@ -177,10 +177,12 @@ class Sandbox:
         raise SandboxError(f"no free sandbox uid: {tried} sandboxes are running in {parent}")
 
     def hand_over(self):
-        """Give the folder and ``work/`` to the sandbox's uid (as root; the zygote already runs as it)."""
+        """Give ``work/`` to the sandbox's uid, and let it (its gid) pass through the folder but neither list
+        it nor create anything in it (root's, mode 0710); as root, once the zygote runs as that uid."""
         if self.uid is not None:
-            for path in (self.root, self.work):
-                os.chown(path, self.uid, self.uid)
+            os.chown(self.work, self.uid, self.uid)
+            os.chown(self.root, 0, self.uid)
+            os.chmod(self.root, 0o710)
 
     def close(self):
         """Delete the folder, whatever the tests made of ``work/`` (see ``zygote.remove_tree``)."""

@@ -399,7 +399,10 @@ def entries_below(top):
             pending.pop()
             if not names:
                 return
-            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            try:
+                parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            except OSError:  # cannot happen to a folder made rwx above; stop rather than fail
+                return
             os.close(fd)
             fd = parent
             yield fd, names.pop(), True

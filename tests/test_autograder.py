@@ -579,8 +579,9 @@ def test_each_sandbox_has_its_own_uid_and_a_private_folder():
             first.start()
             second.start()
             for box, zygote in ((one, first), (two, second)):
-                info = os.stat(box.root)
-                assert (info.st_uid, info.st_mode & 0o777) == (box.uid, 0o700) == (zygote.isolation["uid"], 0o700)
+                info, work = os.stat(box.root), os.stat(box.work)
+                assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, box.uid, 0o710)
+                assert (work.st_uid, work.st_mode & 0o777) == (box.uid, 0o700) == (zygote.isolation["uid"], 0o700)
                 assert os.stat(os.path.join(box.src, F)).st_uid == 0
                 assert len(set(zygote.isolation["hidden"].values())) == 1  # all, or without namespaces none
 

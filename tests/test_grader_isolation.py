@@ -163,11 +163,12 @@ class Host:
 
 # --------------------------------------------------------------------- the hand-ins
 def filler(tag):
-    """Write files of 1 MB (each far under the 16 MB file limit), 5 ms apart, into the test's folder, then
-    /dev/shm, then /tmp, each until it refuses; then raise saying how much got written."""
+    """Write files of 1 MB (each far under the 16 MB file limit), 5 ms apart, into the sandbox folder (next
+    to src/), the test's folder, /dev/shm, then /tmp, each until it refuses; then raise saying how much
+    got written."""
     return ["import os, time",
             "_written = 0",
-            "for _place in ('.', '/dev/shm', '/tmp'):",
+            "for _place in ('..', '.', '/dev/shm', '/tmp'):",
             "    try:",
             "        for _i in range(100):",
             f"            with open(os.path.join(_place, 'mytorch-fill-{tag}-%d' % _i), 'wb') as _f:",
@@ -439,6 +440,7 @@ def test_each_attack_costs_its_own_test_only(world, name):
     assert lost == attacked | {"hidden: " + test for test in attacked}, lost
     assert all(results[test][2] == "error" for test in lost)
     filled = results["functional/log_backward"][3]
+    assert re.search(r"\| \.\. \[Errno (13|30)\] (Permission denied|Read-only file system)", filled), filled
     if name == "root without namespaces":  # no tmpfs: the zygote measured and stopped it
         assert "more to disk than its quota" in filled, filled
     else:  # the tmpfs of the quota refused the 17th file: 16 files in work/ and /dev/shm together
