@@ -176,7 +176,7 @@ def filler(tag):
             "            _written += 1",
             "            time.sleep(0.005)",
             "    except OSError as _error:",
-            "        print(_place, _error)",
+            "        print(_place, _error, flush=True)",
             "raise RuntimeError('the filler wrote %d MB' % _written)"]
 
 
