@@ -378,6 +378,9 @@ def isolation_problems(isolation, path, batch):
     if "ipc" not in namespaces and "ipc" not in blocked:
         problems.append("the tests could create SysV IPC objects and message queues that outlive them (no IPC "
                         f"namespace, no seccomp filter: {isolation.get('filter_error') or why})")
+    if "keys" not in blocked:
+        problems.append("the tests could read the keys of the grader's session keyring (no seccomp filter: "
+                        f"{isolation.get('filter_error')})")
     return problems
 
 

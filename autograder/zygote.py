@@ -11,8 +11,8 @@ tests in, with what the host allows:
   and ``/dev/shm`` on a tmpfs of the disk quota), no network, and only their own
   processes; everything in the namespaces ends with the sandbox;
 - as root, the sandbox's own uid (``setuid``); as an ordinary user, no capabilities;
-- a seccomp filter refusing SysV IPC and POSIX message queues, and sockets where
-  there is no network namespace.
+- a seccomp filter refusing SysV IPC, POSIX message queues and the kernel's keyrings,
+  and sockets where there is no network namespace.
 
 For every request read from its protocol input, it forks a test process that limits
 its own memory, time, processes and file sizes, imports the submission from the copy
@@ -52,11 +52,12 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 38
 SYSCALLS = {  # machine -> (seccomp's audit arch, syscall numbers)
     "x86_64": (0xC000003E, {"pivot_root": 155, "socket": 41, "io_uring_setup": 425, "shmget": 29, "semget": 64,
-                            "msgget": 68, "mq_open": 240}),
+                            "msgget": 68, "mq_open": 240, "add_key": 248, "request_key": 249, "keyctl": 250}),
     "aarch64": (0xC00000B7, {"pivot_root": 41, "socket": 198, "io_uring_setup": 425, "shmget": 194, "semget": 190,
-                             "msgget": 186, "mq_open": 180}),
+                             "msgget": 186, "mq_open": 180, "add_key": 217, "request_key": 218, "keyctl": 219}),
 }
-BLOCKED = {"network": ("socket", "io_uring_setup"), "ipc": ("shmget", "semget", "msgget", "mq_open")}
+BLOCKED = {"network": ("socket", "io_uring_setup"), "ipc": ("shmget", "semget", "msgget", "mq_open"),
+           "keys": ("add_key", "request_key", "keyctl")}  # keys: the grader's session keyring is inherited
 
 
 def prepare(config, replies):
@@ -106,7 +107,7 @@ def isolate(config, say):
     "namespace" (the grader's user without capabilities, in a user namespace) or
     "shared" (the grader's own user: nothing keeps the tests from what it may do);
     ``namespaces`` entered; ``namespace_error`` why none could be; ``filter``: what the
-    seccomp filter refuses ("ipc", "network"); ``quota``: "tmpfs" (a size-limited
+    seccomp filter refuses ("ipc", "keys", "network"); ``quota``: "tmpfs" (a size-limited
     tmpfs), "watch" (the zygote measures what the sandbox uid holds) or None;
     ``hidden``: per folder asked to hide, whether the tests cannot see into it.
     """
@@ -129,7 +130,7 @@ def isolate(config, say):
         drop_capabilities()
     report["user"] = "own" if uid is not None else "namespace" if report["namespaces"] else "shared"
     report["uid"] = os.getuid()
-    wanted = ["ipc"] + ([] if "net" in report["namespaces"] else ["network"])
+    wanted = ["ipc", "keys"] + ([] if "net" in report["namespaces"] else ["network"])
     try:
         report["filter"] = install_filter(wanted)
     except OSError as error:

@@ -690,18 +690,22 @@ def printed(feedback):
 @needs_root
 def test_the_tests_see_only_the_system_python_and_their_sandbox():
     hidden_inside = "/usr/share"  # a folder to hide inside a folder the tests see: covered by an empty tmpfs
-    isolation, feedback = run_code(["import os", "print(repr((sorted(os.listdir('/')), os.listdir('/usr/share'), "
-                                    "sorted(os.listdir('/dev')), os.getpid(), os.getppid())))"],
+    keyctl = zygote.SYSCALLS[os.uname().machine][1]["keyctl"]  # KEYCTL_GET_KEYRING_ID of the session keyring:
+    isolation, feedback = run_code(["import ctypes, os",  # the grader's, inherited
+                                    f"_keys = ctypes.CDLL(None, use_errno=True).syscall({keyctl}, 0, -3, 0)",
+                                    "print(repr((sorted(os.listdir('/')), os.listdir('/usr/share'), "
+                                    "sorted(os.listdir('/dev')), os.getpid(), os.getppid(), _keys, ctypes.get_errno())))"],
                                    hide=[hidden_inside])
     assert isolation["namespaces"] == ["mount", "pid", "net", "ipc"] and isolation["user"] == "own"
     assert all(isolation["hidden"].values()) and isolation["quota"] == "tmpfs"
-    top, share, dev, pid, parent = printed(feedback)[0]  # (from the first case; each case prints it)
+    top, share, dev, pid, parent, keys, errno = printed(feedback)[0]  # (from the first case; each case prints it)
     python, temp = (os.path.realpath(p).split(os.sep)[1] for p in (sys.prefix, tempfile.gettempdir()))
     allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "usr", python, temp}
     assert {"dev", "etc", "proc", "usr", temp} <= set(top) <= allowed, top
     assert share == [] and os.listdir(hidden_inside)
     assert dev == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
     assert (pid, parent) == (3, 2)  # init is 1, the zygote 2: the test sees no process of the host
+    assert (keys, errno) == (-1, 1)  # EPERM
 
 
 @needs_root
@@ -709,5 +713,6 @@ def test_namespaces_that_fail_half_way_give_way_to_the_sandbox_without_them():
     isolation, feedback = run_code(["import os", "print(repr('mytorch-grader' in os.listdir('/tmp')))"],
                                    hide=["/usr/bin/env"])  # a file: it cannot be covered, so the new root fails
     assert isolation["namespaces"] == [] and "could not hide /usr/bin/env" in isolation["namespace_error"]
-    assert isolation["user"] == "own" and isolation["filter"] == ["ipc", "network"] and isolation["quota"] == "watch"
+    assert isolation["user"] == "own" and isolation["quota"] == "watch"
+    assert isolation["filter"] == ["ipc", "keys", "network"]
     assert printed(feedback)[0] is True  # the host's /tmp, with the sandboxes' parent: no new root
