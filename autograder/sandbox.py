@@ -243,7 +243,7 @@ class Zygote:
             if header.get("namespace_error") and self.namespaces:  # they failed half-way: do without
                 self.namespaces, self.namespace_error = False, str(header["namespace_error"])
                 return self.start()
-            raise SandboxError("the sandbox could not start")
+            raise SandboxError(f"the sandbox could not start: {header.get('error') or 'it did not say why'}")
         self.sandbox.hand_over()
         self.isolation = {key: value for key, value in header.items() if key != "ready"}
         if self.namespace_error:

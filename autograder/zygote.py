@@ -120,9 +120,13 @@ def isolate(config, say):
         except OSError as error:  # refused before anything changed: go on without
             report["namespace_error"] = str(error)
     if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        except OSError as error:  # never run tests as root
+            say({"ready": False, "error": f"could not switch to the sandbox's uid {uid}: {error}"})
+            os._exit(1)
         if not report["namespaces"]:
             kill_leftovers()
             report["quota"] = "watch"

@@ -716,3 +716,12 @@ def test_namespaces_that_fail_half_way_give_way_to_the_sandbox_without_them():
     assert isolation["user"] == "own" and isolation["quota"] == "watch"
     assert isolation["filter"] == ["ipc", "keys", "network"]
     assert printed(feedback)[0] is True  # the host's /tmp, with the sandboxes' parent: no new root
+
+
+@needs_root
+def test_a_uid_the_zygote_cannot_take_stops_the_sandbox_with_a_reason():
+    with sandbox.Sandbox(reference_files()) as box:
+        box.uid = 0xFFFFFFFF  # (uid_t)-1: no process can take it; a uid outside a container's map is like it
+        with sandbox.Zygote(box, namespaces=False) as process:
+            with pytest.raises(sandbox.SandboxError, match="could not switch to the sandbox's uid 4294967295"):
+                process.start()
