@@ -494,17 +494,21 @@ def test_the_hidden_fixture_forger_gains_nothing(world, name):
     assert results and all(score == 0 for score, _, _, _ in results.values())
 
 
-def test_without_user_namespaces_hidden_tests_need_the_opt_in_and_the_forger_shows_why(world):
+def test_without_user_namespaces_hidden_tests_need_the_opt_in_and_the_attacks_show_why(world):
     host = world["hosts"]["user without user namespaces"]
     forger = {"mallory-forger": os.path.join(host.batch, "mallory-forger")}
     refused = host.grade(forger)["mallory-forger"]
     assert refused["results"] == {} and "the hidden tests were not run" in refused["error"]
     assert "--allow-unisolated" in refused["error"] and "the grader's own user" in refused["error"]
-    allowed = host.grade(forger, allow_unisolated=True)["mallory-forger"]
+    graded = host.grade(dict(forger, **{"mallory-writer": os.path.join(host.batch, "mallory-writer")}),
+                        allow_unisolated=True)
+    allowed = graded["mallory-forger"]
     hidden = {test: r for test, r in allowed["results"].items() if test.startswith("hidden: ")}
     assert hidden and all(score == points for score, points, _, _ in hidden.values())  # forged: why it is refused
     assert not any(score for test, (score, _, _, _) in allowed["results"].items() if test not in hidden)
     assert any("could read and change whatever it can" in note for note in allowed["notes"])
+    with open(os.path.join(host.batch, "alice", F)) as handle:  # and the writer reached another submission
+        assert handle.read() == OVERWRITTEN
 
 
 def test_the_runner_refuses_hidden_tests_without_isolation_and_grades_with_the_opt_in(world):
@@ -514,7 +518,11 @@ def test_the_runner_refuses_hidden_tests_without_isolation_and_grades_with_the_o
                       "--hidden"])
     assert batch.returncode == 2 and "--hidden: the hidden tests were not run" in batch.stderr, batch.stderr
     assert "--allow-unisolated" in batch.stderr and not os.path.exists(host.home + "/grades.csv")
-    command = [sys.executable, runner_py, "loss", "--submission", os.path.join(host.batch, "alice"), "--hidden"]
+    carol = write_tree(os.path.join(host.home, "carol"), reference_files())  # (the writer may have reached alice)
+    for folder, _, names in os.walk(carol):
+        for path in [folder] + [os.path.join(folder, name) for name in names]:
+            os.chown(path, host.owner, host.owner)
+    command = [sys.executable, runner_py, "loss", "--submission", carol, "--hidden"]
     refused = host.run(command)
     assert refused.returncode == 1 and "the hidden tests were not run" in refused.stdout, refused.stdout
     allowed = host.run(command + ["--allow-unisolated"])
