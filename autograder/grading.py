@@ -33,17 +33,21 @@ class Options:
     tests' worth; tests not started by then are not run) and how tests are isolated; the defaults suit a
     student's laptop and a grading server, and are the runner's defaults.
 
-    ``hide``: as root, hide the grader, the other sandboxes and the submissions' folder from
-    the tests in a private mount namespace; False relies on the sandbox's own uid and file
-    modes only, as where namespaces are not allowed.
+    ``disk``: the bytes a test may hold on disk at once. ``namespaces``: isolate the tests
+    in namespaces where the host allows (False does without, as where the kernel refuses
+    them). ``allow_unisolated``: run hidden tests even where some isolation is missing
+    (see ``isolation_problems``).
     """
 
-    def __init__(self, timeout=5.0, memory=2 * 1024 ** 3, python=None, hide=True, total=None):
+    def __init__(self, timeout=5.0, memory=2 * 1024 ** 3, python=None, disk=sandbox.DISK, namespaces=True,
+                 allow_unisolated=False, total=None):
         self.timeout = timeout
         self.total = 20 * timeout if total is None else total
         self.memory = memory
         self.python = python
-        self.hide = hide
+        self.disk = disk
+        self.namespaces = namespaces
+        self.allow_unisolated = allow_unisolated
 
 
 class Test:
@@ -426,6 +430,8 @@ def ending_problem(reply, timeout):
         return "timeout", f"the test did not finish within {timeout:g} s (an endless loop, or very slow code?)"
     if ending == "oversize":
         return "error", "the test sent back more than 64 MB of results"
+    if ending == "disk":
+        return "error", "the test wrote more to disk than its quota allows (its files were deleted)"
     number = reply.get("signal")
     if number is not None:
         try:
@@ -687,7 +693,8 @@ def grade(path, tests, options, batch=None):
 
     ``batch`` is the folder holding the other submissions of a batch: hidden from the
     tests like the grader (the folder holding ``path`` always is), and named in a note
-    when it could not be hidden and others can read it.
+    when it could not be hidden and others can read it. Hidden tests are not run where
+    ``isolation_problems`` finds any, unless ``options.allow_unisolated``.
     """
     start = time.monotonic()
     try:
@@ -697,16 +704,19 @@ def grade(path, tests, options, batch=None):
     except Exception as error:  # the grader's own failure: this report says so, a batch goes on
         return Report(path, [], [], error=f"grader failure while reading the hand-in: {type(error).__name__}: "
                                           f"{error}", elapsed=time.monotonic() - start)
+    own_tree = os.path.realpath(path) == os.path.realpath(sandbox.GRADER_ROOT)  # the local run
     try:
         given = given_changes(files, load_given())
         with sandbox.Sandbox(files) as box:
-            hide = [sandbox.GRADER_ROOT, os.path.dirname(box.root), os.path.dirname(os.path.abspath(path))]
-            hide += [batch] if batch else []
-            with sandbox.Zygote(box, options.python, hide if options.hide else ()) as zygote:
+            with sandbox.Zygote(box, options.python, hidden_folders(box, path, batch), options.namespaces,
+                                options.disk) as zygote:
                 zygote.start()
+                problems = isolation_problems(zygote.isolation, path, batch)
+                if problems and not own_tree and not options.allow_unisolated and any(t.hidden for t in tests):
+                    raise sandbox.SandboxError(refusal(problems))
                 results = run_tests(zygote, tests, options, start + options.total, notes, given)
-            if box.uid is not None:
-                notes += isolation_notes(zygote.isolation, path, batch)
+            if not own_tree:
+                notes += isolation_notes(box, zygote) + problems
     except sandbox.SandboxError as error:
         return Report(path, [], notes, error=str(error), elapsed=time.monotonic() - start)
     except Exception as error:  # the grader's own failure: this report says so, a batch goes on
@@ -717,19 +727,58 @@ def grade(path, tests, options, batch=None):
     return Report(path, results, notes, elapsed=time.monotonic() - start)
 
 
-def isolation_notes(isolation, path, batch):
-    """Notes for the TA on what the tests could read because it could not be hidden (as root)."""
-    hidden, notes = isolation.get("hidden", {}), []
-    grader = os.path.realpath(sandbox.GRADER_ROOT)
-    if (not hidden.get(grader) and os.path.realpath(path) != grader
-            and os.path.isdir(os.path.join(grader, "mytorch"))):
-        notes.append(f"the grader's folder {grader} was not hidden from the tests (no mount namespace): they "
-                     "could read the reference solution in it")
-    if batch and not hidden.get(os.path.realpath(batch)):
-        mode = os.stat(batch).st_mode & 0o777
-        if mode & 0o005:
-            notes.append(f"the batch folder {batch} was not hidden from the tests (no mount namespace) and has "
-                         f"mode {mode:o}: they could read the other submissions; make it private (chmod 700)")
+def hidden_folders(box, path, batch=None):
+    """The folders the tests of ``box`` must not see: the grader, the folder of every sandbox, the folder
+    holding the submission at ``path`` and the batch folder."""
+    return [sandbox.GRADER_ROOT, os.path.dirname(box.root), os.path.dirname(os.path.abspath(path))] + (
+        [batch] if batch else [])
+
+
+def isolation_problems(isolation, path, batch):
+    """What the tests of a sandbox could do that they must not, one sentence each, from the zygote's
+    report (``zygote.isolate``); empty when every guarantee of autograder/README.md holds."""
+    namespaces, blocked = set(isolation.get("namespaces", ())), set(isolation.get("filter", ()))
+    why = isolation.get("namespace_error") or "namespaces were not tried"
+    if isolation.get("user") not in ("own", "namespace"):
+        return [f"the tests ran as the grader's own user (uid {isolation.get('uid')}) without namespaces ({why}): "
+                "they could read and change whatever it can (the hidden tests and their expected values included), "
+                "signal its processes, and leave files anywhere it may write"]
+    problems = []
+    if "mount" not in namespaces:
+        hidden, grader = isolation.get("hidden", {}), os.path.realpath(sandbox.GRADER_ROOT)
+        if (not hidden.get(grader) and os.path.realpath(path) != grader
+                and os.path.isdir(os.path.join(grader, "mytorch"))):
+            problems.append(f"the grader's folder {grader} was not hidden from the tests (no mount namespace: "
+                            f"{why}): they could read the reference solution in it")
+        if batch and not hidden.get(os.path.realpath(batch)) and os.stat(batch).st_mode & 0o005:
+            problems.append(f"the batch folder {batch} was not hidden from the tests (no mount namespace: {why}) and "
+                            f"has mode {os.stat(batch).st_mode & 0o777:o}: they could read the other submissions; "
+                            "make it private (chmod 700)")
+    if "net" not in namespaces and "network" not in blocked:
+        problems.append("the tests could use the network (no network namespace, no seccomp filter: "
+                        f"{isolation.get('filter_error') or why})")
+    if "ipc" not in namespaces and "ipc" not in blocked:
+        problems.append("the tests could create SysV IPC objects and message queues that outlive them (no IPC "
+                        f"namespace, no seccomp filter: {isolation.get('filter_error') or why})")
+    if "keys" not in blocked:
+        problems.append("the tests could read the keys of the grader's session keyring (no seccomp filter: "
+                        f"{isolation.get('filter_error')})")
+    return problems
+
+
+def isolation_notes(box, zygote):
+    """For the TA: which ids isolated the tests where the host's uid map is small, and whether anything
+    a test wrote could not be deleted."""
+    notes = []
+    if box.uid is not None and not sandbox.UID_BASE <= box.uid < sandbox.UID_BASE + sandbox.SLOTS * sandbox.PIDS:
+        notes.append(f"this host maps few uids (a rootless container?): the tests ran as uid {box.uid}, a mapped "
+                     "uid without an account")
+    elif box.uid is None and os.geteuid() == 0:
+        notes.append("this host maps no uid a sandbox could use (a uid map of one id?): the tests ran in a user "
+                     "namespace of their own" if zygote.isolation.get("user") == "namespace" else
+                     "this host maps no uid a sandbox could use, and refused user namespaces")
+    if zygote.left:
+        notes.append(f"{zygote.left} files or folders the tests wrote could not be deleted")
     return notes
 
 
@@ -748,6 +797,21 @@ def run_tests(zygote, tests, options, deadline, notes, given=()):
     return results + [Result(test, 0.0, "timeout", f"not run: grading this submission took longer than its limit "
                                                    f"of {options.total:g} s (did earlier tests time out?)")
                       for test in skipped]
+
+
+def refusal(problems):
+    return ("the hidden tests were not run, because on this host " + "; ".join(problems) + ". Grade where "
+            "namespaces are allowed (as root, or as a user with unprivileged user namespaces), or pass "
+            "--allow-unisolated to grade anyway.")
+
+
+def host_problems(options, path, batch=None):
+    """``isolation_problems`` of a sandbox started here with ``options``, before grading ``path``."""
+    with sandbox.Sandbox({}) as box:
+        with sandbox.Zygote(box, options.python, hidden_folders(box, path, batch), options.namespaces,
+                            options.disk) as zygote:
+            zygote.start()
+            return isolation_problems(zygote.isolation, path, batch)
 
 
 def failure(test, text):

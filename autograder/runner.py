@@ -44,6 +44,9 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help=f"submissions graded at once (with --batch; at most {sandbox.SLOTS})")
     parser.add_argument("--hidden", action="store_true", help="also run the hidden tests (not in the handout)")
+    parser.add_argument("--allow-unisolated", action="store_true",
+                        help="run the hidden tests even on a host that cannot fully isolate the tests (the report's "
+                             "notes say what is missing)")
     parser.add_argument("--format", choices=("text", "autolab", "gradescope", "junit"), default=None,
                         help="text (default), autolab (text, then the JSON summary as the last line), "
                              "gradescope (results.json), junit (JUnit XML, for CI services)")
@@ -58,6 +61,8 @@ def parse_args(argv):
     parser.add_argument("--total-timeout", type=float, default=None, metavar="S",
                         help="seconds for one whole submission, after which its remaining tests are not run "
                              "(default 20 x --timeout)")
+    parser.add_argument("--disk", type=int, default=defaults.disk // 2 ** 20, metavar="MB",
+                        help=f"disk space per test in MB (default {defaults.disk // 2 ** 20})")
     args = parser.parse_args(argv)
     if args.batch and not args.csv:
         parser.error("--batch needs --csv FILE")
@@ -67,9 +72,12 @@ def parse_args(argv):
         parser.error("--format and --output go with --submission")
     if (args.hidden or args.staff_report) and not (args.submission or args.batch):
         parser.error("--hidden and --staff-report go with --submission or --batch")
+    if args.allow_unisolated and not args.hidden:
+        parser.error("--allow-unisolated goes with --hidden")
     total = args.total_timeout
-    if args.jobs < 1 or args.timeout <= 0 or args.memory <= 0 or (total is not None and total <= 0):
-        parser.error("--jobs, --timeout, --memory and --total-timeout must be positive")
+    if (args.jobs < 1 or args.timeout <= 0 or args.memory <= 0 or args.disk <= 0
+            or (total is not None and total <= 0)):
+        parser.error("--jobs, --timeout, --memory, --disk and --total-timeout must be positive")
     if args.jobs > sandbox.SLOTS:
         parser.error(f"--jobs: at most {sandbox.SLOTS} submissions at once")
     return args
@@ -181,9 +189,14 @@ def main(argv=None):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20, total=args.total_timeout)
+    options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20, disk=args.disk * 2 ** 20,
+                              allow_unisolated=args.allow_unisolated, total=args.total_timeout)
     try:
         tests = grading.select_tests(args.sections, hidden=args.hidden)
+        if args.hidden and args.batch and not args.allow_unisolated:  # (grade() refuses each submission too)
+            problems = grading.host_problems(options, args.batch, args.batch)
+            if problems:
+                raise ValueError("--hidden: " + grading.refusal(problems))
         if args.batch:
             return grade_batch(args, tests, options)
         if args.submission:
