@@ -24,6 +24,9 @@ TODO = "# TODO: your code here"
 # The grader files a student runs (the TA guide, fixture builder, catalog and hidden tests stay behind).
 GRADER_FILES = ("__init__.py", "runner.py", "grading.py", "sandbox.py", "zygote.py", "probes.py", "wire.py",
                 "submission.py", "report.py", "fixtures/public.json", "fixtures/public.npz")
+# Grader files made from another file of the project: the grader's own copy of the tape rules, which
+# probes.load_tape_rules reads (the Gradescope bundle has no mytorch/, and the handout's is the student's).
+GRADER_COPIES = {"tape_rules.py": "mytorch/_tape_rules.py"}
 HIDDEN_FILES = ("hidden/hidden.json", "hidden/hidden.npz")
 STUDENT_TREES = ("mytorch", "hw")
 SKIP = ("__pycache__", ".pytest_cache", "out")  # folders never copied from mytorch/ and hw/
@@ -167,6 +170,13 @@ def readme(todos):
     return template.replace("{todo_list}", listing)
 
 
+def grader_sources(hidden=False):
+    """(source path, path under autograder/) of each grader file of the handout (with ``hidden``: of a bundle)."""
+    relpaths = GRADER_FILES + (HIDDEN_FILES if hidden else ())
+    return ([(os.path.join(ROOT, "autograder", relpath), relpath) for relpath in relpaths]
+            + [(os.path.join(ROOT, source), relpath) for relpath, source in GRADER_COPIES.items()])
+
+
 def write_file(path, data, executable=False):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as handle:
@@ -182,10 +192,10 @@ def build_handout(target):
     check_uses(todos)
     for relpath, data in files.items():
         write_file(os.path.join(target, relpath), data)
-    for relpath in GRADER_FILES:
+    for source, relpath in grader_sources():
         destination = os.path.join(target, "autograder", relpath)
         os.makedirs(os.path.dirname(destination), exist_ok=True)
-        shutil.copyfile(os.path.join(ROOT, "autograder", relpath), destination)
+        shutil.copyfile(source, destination)
     shutil.copyfile(os.path.join(ROOT, "create_tarball.sh"), os.path.join(target, "create_tarball.sh"))
     os.chmod(os.path.join(target, "create_tarball.sh"), 0o755)
     write_file(os.path.join(target, "README.md"), readme(todos).encode("utf-8"))
@@ -217,8 +227,8 @@ def build_gradescope(zip_path):
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFREG | 0o755) << 16
             bundle.writestr(info, text)
-        for relpath in GRADER_FILES + HIDDEN_FILES:
-            bundle.write(os.path.join(ROOT, "autograder", relpath), f"autograder/{relpath}")
+        for source, relpath in grader_sources(hidden=True):
+            bundle.write(source, f"autograder/{relpath}")
 
 
 def main(argv=None):
