@@ -98,11 +98,15 @@ def div_backward(grad_output, a, b):
 
 
 def matmul_backward(grad_output, a, b):
-    """out = a @ b (2-D, 1-D and batched operands, as np.matmul)."""
+    """out = a @ b (2-D, 1-D and batched operands, as np.matmul).
+
+    For 2-D arrays ``np.dot(x, y)`` is ``x @ y``; NumPy's ``@`` is several times slower
+    when the shared axis has length 1 (the outer product a batch of one gives).
+    """
     # BEGIN SOLUTION
     if a.ndim == 2 and b.ndim == 2:
-        grad_a = grad_output @ b.T
-        grad_b = a.T @ grad_output
+        grad_a = np.dot(grad_output, b.T)
+        grad_b = np.dot(a.T, grad_output)
         return grad_a, grad_b
     # As np.matmul does, treat a 1-D a as a row and a 1-D b as a column; batch axes broadcast.
     a2 = a[np.newaxis, :] if a.ndim == 1 else a
