@@ -173,7 +173,9 @@ class TapeRules:
                 raise ValueError(f"add_operation: the output of {here()} is the same array object as input "
                                  f"{i}; return a new array (e.g. x.view(), or compute without out=x) so the "
                                  "two get separate gradients")
-            if target is not None:
+            if target is not None and not (  # the usual case, a float array like its input, checked quickly
+                    type(target) is np.ndarray and target.shape == array.shape and target.dtype == array.dtype
+                    and target.dtype.kind == "f" and target.flags.writeable):
                 self._check_target(i, target, array, here)
         if type(output) is not np.ndarray or output.dtype.kind not in REAL_KINDS:
             problem = array_problem(output)
@@ -191,6 +193,7 @@ class TapeRules:
 
     @staticmethod
     def _check_target(i, target, array, here):
+        """Raise unless ``target`` can receive input ``i``'s gradient in place."""
         if not isinstance(target, np.ndarray):
             raise ValueError(f"add_operation: gradients_to_update[{i}] of {here()} is a "
                              f"{type(target).__name__}; give None or a numpy array of input {i}'s shape "
@@ -222,7 +225,7 @@ class TapeRules:
         self._recorded[id(array)] = (array, index, position)
         locked = self._locked
         base = array.base
-        if isinstance(base, np.ndarray) and id(base) not in locked:
+        if base is not None and isinstance(base, np.ndarray) and id(base) not in locked:
             if not base.flags.writeable:  # someone else's read-only data: we could not release a view of it
                 self._snapshots.append((array, array.tobytes(), index, position))
                 return
