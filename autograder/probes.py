@@ -46,6 +46,7 @@ def load_tape_rules():
 
 
 tape_rules = load_tape_rules()
+SEALED_ALONG = ("autograder.tape_rules",)  # modules whose sealed copy a sealed copy of this one uses
 
 
 class ProbeFailure(Exception):
@@ -64,7 +65,8 @@ def seal(namespace):
 
     The module's own functions, also those kept in its dicts (``FORWARD``'s lambdas),
     are re-created to look up global names in the copy; its classes with methods become
-    subclasses holding such copies of their methods; its dicts become read-only copies.
+    subclasses holding such copies of their methods; its dicts become read-only copies; the
+    modules named in ``SEALED_ALONG`` (the tape rules) become sealed copies too.
     So swapping the module's attributes, its classes' methods or its dict entries later
     changes nothing the copy runs. Other shared objects (other modules such as numpy,
     builtins, the objects the copy creates) are not copied: code that rewrites those in
@@ -83,6 +85,8 @@ def seal(namespace):
             return type(value.__name__, (value,), methods) if methods else value
         if isinstance(value, dict):
             return types.MappingProxyType({key: private(item) for key, item in value.items()})
+        if isinstance(value, types.ModuleType) and value.__name__ in SEALED_ALONG:
+            return seal(vars(value))
         return value
 
     for name, value in namespace.items():

@@ -191,8 +191,7 @@ class TapeRules:
                              f"of {where(index, self._primitives[index])}; recording it again would make a "
                              "cycle: every operation must produce a new array")
 
-    @staticmethod
-    def _check_target(i, target, array, here):
+    def _check_target(self, i, target, array, here):
         """Raise unless ``target`` can receive input ``i``'s gradient in place."""
         if not isinstance(target, np.ndarray):
             raise ValueError(f"add_operation: gradients_to_update[{i}] of {here()} is a "
@@ -324,8 +323,7 @@ class TapeRules:
                                  f"has shape {array.shape}{shapes}; undo broadcasting with unbroadcast()")
         return gradients
 
-    @staticmethod
-    def warn_unused(index, operation):
+    def warn_unused(self, index, operation):
         """Warn that an operation's output received no gradient, so its backward is skipped."""
         warnings.warn(
             f"backward: {where(index, operation.backward_operation)} with output {operation.output.shape} "

@@ -315,6 +315,26 @@ def test_the_gradescope_bundle_ships_the_rules(tmp_path):
         assert archive.read("autograder/tape_rules.py") == handle.read()
 
 
+def test_the_sealed_probes_keep_their_own_copy_of_the_rules(monkeypatch):
+    """A submission swapping the grader's rules (class methods or module functions) changes nothing the
+    sealed probes run: in the sealed copy GraderTape still refuses an in-place activation."""
+    sealed = probes.seal(vars(probes))
+
+    def accept(*args, **kwargs):
+        return None
+
+    for name in ("check_operation", "freeze", "_protect", "call_primitive"):
+        monkeypatch.setattr(probes.tape_rules.TapeRules, name, accept)
+    monkeypatch.setattr(probes.tape_rules, "gradient_tuple", accept)
+    monkeypatch.setattr(probes.tape_rules, "TapeRules", type("Lenient", (), {}))
+    tape = sealed.GraderTape()
+    x = np.array([-1.0, 2.0])
+    with pytest.raises(ValueError, match="same array object as input 0"):
+        tape.add_operation([x], x, [None], F.relu_backward)
+    with pytest.raises(sealed.ProbeFailure, match="returned a float as gradient 0"):
+        sealed.gradients_of((1.0,), 1, "odd_backward")
+
+
 # --------------------------------------------------------------------------- 4. each rule costs its module
 ACT = "mytorch/nn/modules/activation.py"
 LIN = "mytorch/nn/modules/linear.py"
