@@ -15,8 +15,8 @@ the two enforce the same rules:
 * ``freeze`` after it is recorded: its arrays, and the arrays they are views of,
   become read-only until ``backward`` ends or ``zero_grad`` runs, so they cannot
   change before their gradients are computed. An array that was read-only already
-  (another tape holds it, or its owner made it so) is copied instead, and
-  ``start_backward`` refuses to go on if it changed.
+  (another tape holds it, or its owner made it so), or a view of such an array, is
+  copied instead, and ``start_backward`` refuses to go on if it changed.
 * ``start_backward`` / ``call_primitive`` / ``warn_unused`` / ``end_backward``
   while ``backward`` runs: one ``backward`` per tape, never from inside a
   primitive; the divergence is real and broadcasts to the last output; each
