@@ -12,10 +12,9 @@ class Linear:
     ``db``. ``rng`` is a ``np.random.Generator`` (default: the ``np.random`` module).
 
     ``W``, ``dW`` and ``momentum_W`` are stored in column-major (Fortran) order, so
-    ``W.T`` and ``dW.T``, which ``forward`` records, are ordinary row-major arrays:
-    the gradient ``matmul_backward`` returns for ``W.T`` then has ``dW.T``'s memory
-    layout, and adding it into ``dW.T`` is one pass over contiguous memory. (Any
-    layout gives the same numbers; this one is faster.)
+    their transposes are ordinary row-major arrays, laid out like the gradients NumPy
+    computes for them: adding such a gradient is then one pass over contiguous memory.
+    (Any layout gives the same numbers; this one is faster.)
     """
 
     def __init__(self, in_features, out_features, autograd_engine, rng=None, dtype=np.float64):
