@@ -228,10 +228,10 @@ class TapeRules:
             if not base.flags.writeable:  # someone else's read-only data: we could not release a view of it
                 self._snapshots.append((array, array.tobytes(), index, position))
                 return
-            base.flags.writeable = False
+            base.setflags(write=False)
             locked[id(base)] = base
         if array.flags.writeable:
-            array.flags.writeable = False
+            array.setflags(write=False)
             locked[id(array)] = array
         elif isinstance(base, np.ndarray):
             locked[id(array)] = array  # a view born read-only because we locked its base
@@ -243,7 +243,7 @@ class TapeRules:
         locked, self._locked = self._locked, {}
         for array in locked.values():
             try:
-                array.flags.writeable = True
+                array.setflags(write=True)  # (setflags is faster than assigning to .flags)
             except ValueError:  # a view whose base someone else made read-only since
                 pass
 
