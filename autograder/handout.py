@@ -28,6 +28,9 @@ TODO = "# TODO: your code here"
 # The grader files a student runs (the TA guide, fixture builder, catalog and hidden tests stay behind).
 GRADER_FILES = ("__init__.py", "runner.py", "grading.py", "sandbox.py", "zygote.py", "probes.py", "wire.py",
                 "submission.py", "report.py", "junit.py", "fixtures/public.json", "fixtures/public.npz")
+# Grader files made from another file of the project: the grader's own copy of the tape rules, which
+# probes.load_tape_rules reads (the Gradescope bundle has no mytorch/, and the handout's is the student's).
+GRADER_COPIES = {"tape_rules.py": "mytorch/_tape_rules.py"}
 HIDDEN_FILES = ("hidden/hidden.json", "hidden/hidden.npz")
 STUDENT_TREES = ("mytorch", "hw")
 SKIP = ("__pycache__", ".pytest_cache", "out")  # folders never copied from mytorch/ and hw/
@@ -227,6 +230,13 @@ include = ["mytorch*"]
 """
 
 
+def grader_sources(hidden=False):
+    """(source path, path under autograder/) of each grader file of the handout (with ``hidden``: of a bundle)."""
+    relpaths = GRADER_FILES + (HIDDEN_FILES if hidden else ())
+    return ([(os.path.join(ROOT, "autograder", relpath), relpath) for relpath in relpaths]
+            + [(os.path.join(ROOT, source), relpath) for relpath, source in GRADER_COPIES.items()])
+
+
 def write_file(path, data, executable=False):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as handle:
@@ -242,10 +252,10 @@ def build_handout(target):
     check_uses(todos)
     for relpath, data in files.items():
         write_file(os.path.join(target, relpath), data)
-    for relpath in GRADER_FILES:
+    for source, relpath in grader_sources():
         destination = os.path.join(target, "autograder", relpath)
         os.makedirs(os.path.dirname(destination), exist_ok=True)
-        shutil.copyfile(os.path.join(ROOT, "autograder", relpath), destination)
+        shutil.copyfile(source, destination)
     shutil.copyfile(os.path.join(ROOT, "create_tarball.sh"), os.path.join(target, "create_tarball.sh"))
     os.chmod(os.path.join(target, "create_tarball.sh"), 0o755)
     metadata = project_metadata()
@@ -293,7 +303,7 @@ def grader_members():
     for relpath in HIDDEN_FILES:
         if not os.path.exists(os.path.join(ROOT, "autograder", relpath)):
             raise ValueError(f"autograder/{relpath} is missing: run python autograder/make_fixtures.py")
-    return [(f"autograder/{relpath}", os.path.join(ROOT, "autograder", relpath)) for relpath in GRADER_FILES + HIDDEN_FILES]
+    return [(f"autograder/{relpath}", source) for source, relpath in grader_sources(hidden=True)]
 
 
 def zip_name(path):

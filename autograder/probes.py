@@ -20,6 +20,34 @@ import types
 
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_tape_rules():
+    """The grader's own copy of the tape rules (``mytorch/_tape_rules.py``), loaded by its path.
+
+    The handout builder ships it as ``autograder/tape_rules.py`` in the handout and in
+    the Gradescope bundle; the project's checkout has none there and uses the reference
+    solution's ``mytorch/_tape_rules.py`` beside this folder (only there: the checkout is
+    recognised by ``make_fixtures.py``, which is never shipped). A submission's copy is
+    never loaded: submissions are graded from a sandbox copy, and this runs when the
+    probes are imported, before any student code.
+    """
+    path = os.path.join(HERE, "tape_rules.py")
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(HERE, "make_fixtures.py")):
+        path = os.path.join(os.path.dirname(HERE), "mytorch", "_tape_rules.py")
+    if not os.path.isfile(path):
+        raise ImportError(f"{os.path.join(HERE, 'tape_rules.py')} is missing: build the handout or the "
+                          "bundle again with autograder/handout.py")
+    spec = importlib.util.spec_from_file_location("autograder.tape_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tape_rules = load_tape_rules()
+SEALED_ALONG = ("autograder.tape_rules",)  # modules whose sealed copy a sealed copy of this one uses
+
 
 class ProbeFailure(Exception):
     """The student's code returned something unusable (wrong type or count); not a crash."""
@@ -37,7 +65,8 @@ def seal(namespace):
 
     The module's own functions, also those kept in its dicts (``FORWARD``'s lambdas),
     are re-created to look up global names in the copy; its classes with methods become
-    subclasses holding such copies of their methods; its dicts become read-only copies.
+    subclasses holding such copies of their methods; its dicts become read-only copies; the
+    modules named in ``SEALED_ALONG`` (the tape rules) become sealed copies too.
     So swapping the module's attributes, its classes' methods or its dict entries later
     changes nothing the copy runs. Other shared objects (other modules such as numpy,
     builtins, the objects the copy creates) are not copied: code that rewrites those in
@@ -56,6 +85,8 @@ def seal(namespace):
             return type(value.__name__, (value,), methods) if methods else value
         if isinstance(value, dict):
             return types.MappingProxyType({key: private(item) for key, item in value.items()})
+        if isinstance(value, types.ModuleType) and value.__name__ in SEALED_ALONG:
+            return seal(vars(value))
         return value
 
     for name, value in namespace.items():
@@ -167,22 +198,13 @@ def as_tuples(value):
 
 
 def gradients_of(result, count, what):
-    """The ``count`` gradients a primitive returned, as arrays; ProbeFailure if unusable."""
-    if isinstance(result, np.ndarray) and count == 1:
-        result = (result,)
-    if not isinstance(result, (tuple, list)):
-        raise ProbeFailure(f"{what} returned a {type(result).__name__}; a primitive returns a tuple "
-                           f"with one gradient per input ({count})")
-    if len(result) != count:
-        raise ProbeFailure(f"{what} returned {len(result)} gradients for {count} inputs")
-    grads = []
-    for i, grad in enumerate(result):
-        if isinstance(grad, np.generic):
-            grad = np.asarray(grad)
-        if not isinstance(grad, np.ndarray):
-            raise ProbeFailure(f"{what} returned a {type(grad).__name__} as gradient {i}; expected a numpy array")
-        grads.append(grad)
-    return grads
+    """The ``count`` gradients a primitive returned, as arrays, read as the engine reads them
+    (``tape_rules.gradient_tuple``: a tuple or list, a lone array for one input, a NumPy
+    scalar as a 0-d array); ProbeFailure if unusable. Shapes are left to the comparison."""
+    try:
+        return list(tape_rules.gradient_tuple(result, count, what))
+    except (TypeError, ValueError) as error:
+        raise ProbeFailure(str(error)) from None
 
 
 def snapshot(value, missing_reason):
@@ -199,31 +221,28 @@ class GraderTape:
     """A minimal correct autograd tape, so module tests do not depend on the student's engine.
 
     It has the engine's interface (``add_operation``, ``backward``, ``zero_grad``,
-    ``no_grad``, ``operation_list``); gradients of untracked inputs are kept by
-    ``id`` (with the array itself, so the id stays unique) and read with ``grad``.
+    ``no_grad``, ``operation_list``) and enforces the engine's rules from the same
+    definition, ``tape_rules.TapeRules`` (the grader's copy of mytorch/_tape_rules.py),
+    called at the same points: it refuses what the engine refuses, with the same
+    message, and keeps recorded arrays read-only until ``backward``. Gradients of
+    untracked inputs are kept by ``id`` (with the array itself, so the id stays
+    unique) in the input's gradient dtype, and read with ``grad``.
     """
 
     def __init__(self):
         self.operation_list = []
         self._grads = {}
         self._paused = 0
+        self._rules = tape_rules.TapeRules()
 
     def add_operation(self, inputs, output, gradients_to_update, backward_operation, **kwargs):
         if self._paused:
             return
-        if not isinstance(inputs, (list, tuple)) or not isinstance(gradients_to_update, (list, tuple)):
-            raise TypeError("add_operation: inputs and gradients_to_update must be lists")
-        if len(inputs) != len(gradients_to_update):
-            raise ValueError(f"add_operation: {len(inputs)} inputs but {len(gradients_to_update)} "
-                             "entries in gradients_to_update")
-        for i, array in enumerate(inputs):
-            if not isinstance(array, np.ndarray):
-                raise TypeError(f"add_operation: input {i} is a {type(array).__name__}, not a numpy array")
-        if not isinstance(output, np.ndarray):
-            raise TypeError(f"add_operation: the output is a {type(output).__name__}, not a numpy array")
-        if not callable(backward_operation):
-            raise TypeError("add_operation: backward_operation is not callable")
-        self.operation_list.append((list(inputs), output, list(gradients_to_update), backward_operation, kwargs))
+        self._rules.check_operation(inputs, output, gradients_to_update, backward_operation)
+        self.operation_list.append(types.SimpleNamespace(
+            inputs=list(inputs), output=output, gradients_to_update=list(gradients_to_update),
+            backward_operation=backward_operation, kwargs=kwargs))
+        self._rules.freeze(inputs, output, backward_operation)
 
     @contextlib.contextmanager
     def no_grad(self):
@@ -234,6 +253,7 @@ class GraderTape:
             self._paused -= 1
 
     def zero_grad(self):
+        self._rules.reset()
         self.operation_list = []
         self._grads = {}
 
@@ -243,31 +263,34 @@ class GraderTape:
         return None if entry is None else entry[1]
 
     def backward(self, divergence=1):
-        if not self.operation_list:
-            raise ValueError("backward: nothing was recorded on the tape (did forward call add_operation?)")
-        last = len(self.operation_list) - 1
-        for index in range(last, -1, -1):
-            inputs, output, targets, function, kwargs = self.operation_list[index]
-            if index == last:
-                dtype = output.dtype if output.dtype.kind == "f" else np.float64
-                grad_output = np.broadcast_to(np.asarray(divergence, dtype=dtype), output.shape).copy()
-            elif id(output) in self._grads:
-                grad_output = self._grads[id(output)][1]
-            else:
-                continue
-            name = getattr(function, "__name__", "the backward primitive")
-            grads = gradients_of(function(grad_output, *inputs, **kwargs), len(inputs), name)
-            for array, target, grad in zip(inputs, targets, grads):
-                if grad.shape != array.shape:
-                    raise ProbeFailure(f"{name} returned a gradient of shape {grad.shape} for an input "
-                                       f"of shape {array.shape}")
-                if target is not None:
-                    target += grad
-                elif id(array) in self._grads:
-                    entry = self._grads[id(array)]
-                    entry[1] = entry[1] + grad
+        last_gradient = self._rules.start_backward(divergence)
+        try:
+            last = len(self.operation_list) - 1
+            for index in range(last, -1, -1):
+                operation = self.operation_list[index]
+                if index == last:
+                    grad_output = last_gradient
+                elif id(operation.output) in self._grads:
+                    grad_output = self._grads[id(operation.output)][1]
                 else:
-                    self._grads[id(array)] = [array, np.array(grad)]
+                    self._rules.warn_unused(index, operation)
+                    continue
+                gradients = self._rules.call_primitive(index, operation, grad_output)
+                for array, target, grad in zip(operation.inputs, operation.gradients_to_update, gradients):
+                    if target is not None:
+                        target += grad
+                    else:
+                        self._accumulate(array, grad)
+        finally:
+            self._rules.end_backward()
+
+    def _accumulate(self, array, grad):
+        dtype = tape_rules.gradient_dtype(array)
+        entry = self._grads.get(id(array))
+        if entry is None:
+            self._grads[id(array)] = [array, grad.astype(dtype)]  # a copy: the student may share grad
+        else:
+            entry[1] = np.add(entry[1], grad, dtype=dtype)
 
 
 # --------------------------------------------------------------------- probes

@@ -1,20 +1,26 @@
 """Time one training step of an MLP 784-128-64-10: the mytorch tape vs NumPy by hand vs PyTorch eager.
 
-    python benchmarks/bench_step.py             # both malloc settings, batch 1/32/128/512, float64/float32
+    python benchmarks/bench_step.py             # 3 runs, both malloc settings, batch 1/32/128/512, float64/float32
     python benchmarks/bench_step.py --quick     # a smoke test (seconds, not a measurement)
-    python benchmarks/bench_step.py --malloc tuned --batches 32 --dtypes float64 --seconds 60
+    python benchmarks/bench_step.py --malloc default --batches 1,32,512 --runs 3 \
+        --engine before=/tmp/mytorch-before --engine after=.   # two engines, runs alternating
 
 The step is SGD on ReLU layers with softmax cross-entropy (see ``step_impls.py``).
 Method: one BLAS thread (``OPENBLAS_NUM_THREADS=1`` etc., set before NumPy loads,
 and ``torch.set_num_threads(1)``); for every dtype and batch size the three
 implementations start from the same weights, their gradients are checked against
 each other, and then they run interleaved in the same process: each round times a
-block of steps of each implementation (the order rotates every round). Reported:
-the median time per step over the rounds, and the median over rounds of the
-per-round ratios (tape / NumPy and torch / tape) with their interquartile range,
-which shows how noisy the machine was.
+block of steps of each implementation (the order rotates every round). A run
+reports, per configuration, the median time per step over the rounds and the
+median over rounds of the per-round ratios (tape / NumPy and tape / torch).
 
-glibc's malloc is reported twice, each in its own child process, because glibc
+Each run is its own child process, and ``--runs`` of them are made (3 by default;
+with several ``--engine``s the engines take turns, run by run). The tables give the
+median over the runs of each figure and, in brackets, the lowest and highest run's
+ratio, which shows how much the machine's load moved it; the load average is
+printed before and after every run.
+
+glibc's malloc is reported twice, each in its own child processes, because glibc
 reads its settings when a process starts:
 
 * ``default``: ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` unset;
@@ -115,7 +121,7 @@ def summarize(times):
     tape = np.array(times["tape"])
     ratios = {"tape_over_numpy": tape / np.array(times["numpy"])}
     if "torch" in times:
-        ratios["torch_over_tape"] = np.array(times["torch"]) / tape
+        ratios["tape_over_torch"] = tape / np.array(times["torch"])
     for name, values in ratios.items():
         row[name] = float(np.median(values))
         row[name + "_q1"], row[name + "_q3"] = (float(q) for q in np.percentile(values, [25, 75]))
@@ -124,12 +130,15 @@ def summarize(times):
 
 def run_child(args):
     """Measure every (dtype, batch) in this process and print the results as JSON."""
+    import mytorch
+
     impl_classes = [NumpyStep, TapeStep]
     if not args.no_torch and torch_available():
         import torch
 
         torch.set_num_threads(1)
         impl_classes.append(TorchStep)
+    load_before = os.getloadavg()[0]
     rows = []
     for dtype in args.dtypes:
         for batch in args.batches:
@@ -137,7 +146,8 @@ def run_child(args):
             rows.append(dict(dtype=dtype, batch=batch, rounds=len(times["tape"]), **summarize(times)))
             print(f"  {args.child}: {dtype} batch {batch} done", file=sys.stderr, flush=True)
     environment = {name: os.environ.get(name) for name in MALLOC_VARIABLES + BLAS_VARIABLES}
-    print(json.dumps({"malloc": args.child, "environment": environment, "rows": rows}))
+    print(json.dumps({"malloc": args.child, "environment": environment, "rows": rows,
+                      "mytorch": os.path.dirname(mytorch.__file__), "load": [load_before, os.getloadavg()[0]]}))
 
 
 # ---------------------------------------------------------------------------- reporting (parent)
@@ -170,71 +180,135 @@ def machine_description():
     return lines
 
 
+GOALS = {  # SPEC section 7: (ratio, batch) -> the largest median ratio allowed
+    ("tape_over_numpy", 32): 1.25,
+    ("tape_over_numpy", 512): 1.10,
+    ("tape_over_torch", 1): 0.85,
+    ("tape_over_torch", 32): 0.95,
+}
+RATIO_NAMES = {"tape_over_numpy": "tape/NumPy", "tape_over_torch": "tape/torch"}
+
+
 def goal_notes(row):
     """SPEC section 7 goals for this row: 'ok' or 'MISS' per applicable goal."""
     notes = []
-    limit = {32: 1.25, 512: 1.10}.get(row["batch"])
-    if limit is not None:
-        notes.append(f"tape/NumPy <= {limit}: {'ok' if row['tape_over_numpy'] <= limit else 'MISS'}")
-    if row["batch"] <= 32 and "torch_over_tape" in row:
-        notes.append(f"torch/tape >= 1.25: {'ok' if row['torch_over_tape'] >= 1.25 else 'MISS'}")
+    for (ratio, batch), limit in GOALS.items():
+        if batch == row["batch"] and ratio in row:
+            notes.append(f"{RATIO_NAMES[ratio]} <= {limit}: {'ok' if row[ratio] <= limit else 'MISS'}")
     return "; ".join(notes)
 
 
-def markdown_table(result):
-    """The results of one malloc setting as a Markdown table."""
-    has_torch = any("torch_ms" in row for row in result["rows"])
+def combine(runs):
+    """One row per (dtype, batch): the median over runs of each figure, and each ratio's lowest and highest run."""
+    rows = []
+    for position, first in enumerate(runs[0]["rows"]):
+        same = [run["rows"][position] for run in runs]
+        row = {"dtype": first["dtype"], "batch": first["batch"], "rounds": sum(r["rounds"] for r in same)}
+        for key in first:
+            if key.endswith("_ms") or key in RATIO_NAMES:
+                row[key] = float(np.median([r[key] for r in same]))
+        for ratio in RATIO_NAMES:
+            if ratio in first:
+                row[ratio + "_low"] = min(r[ratio] for r in same)
+                row[ratio + "_high"] = max(r[ratio] for r in same)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows, runs):
+    """Combined rows of one engine and malloc setting as a Markdown table."""
+    has_torch = any("torch_ms" in row for row in rows)
+    ratios = ["tape_over_numpy"] + (["tape_over_torch"] if has_torch else [])
     header = ["dtype", "batch", "NumPy ms", "tape ms"] + (["torch ms"] if has_torch else [])
-    header += ["tape / NumPy"] + (["torch / tape"] if has_torch else []) + ["rounds", "SPEC 7 goals"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in result["rows"]:
+    header += [f"{RATIO_NAMES[r]} (runs' range)" for r in ratios] + ["rounds", "SPEC 7 goals"]
+    lines = [f"median of {runs} run(s)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
         cells = [row["dtype"], str(row["batch"]), f"{row['numpy_ms']:.3f}", f"{row['tape_ms']:.3f}"]
         if has_torch:
             cells.append(f"{row['torch_ms']:.3f}")
-        cells.append(f"{row['tape_over_numpy']:.2f} ({row['tape_over_numpy_q1']:.2f}-{row['tape_over_numpy_q3']:.2f})")
-        if has_torch:
-            cells.append(f"{row['torch_over_tape']:.2f} ({row['torch_over_tape_q1']:.2f}-{row['torch_over_tape_q3']:.2f})")
+        cells += [f"{row[r]:.2f} ({row[r + '_low']:.2f}-{row[r + '_high']:.2f})" for r in ratios]
         cells += [str(row["rounds"]), goal_notes(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def child_environment(setting):
-    """This process's environment with the malloc variables of ``setting`` (and no others)."""
+def comparison_table(tables):
+    """{engine label: rows}: the ratios of every engine side by side, one row per (dtype, batch)."""
+    labels = list(tables)
+    first = tables[labels[0]]
+    ratios = [r for r in RATIO_NAMES if r in first[0]]
+    header = ["dtype", "batch"] + [f"{RATIO_NAMES[r]} {label}" for r in ratios for label in labels]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for position, row in enumerate(first):
+        cells = [row["dtype"], str(row["batch"])]
+        for ratio in ratios:
+            for label in labels:
+                other = tables[label][position]
+                cells.append(f"{other[ratio]:.2f} ({other[ratio + '_low']:.2f}-{other[ratio + '_high']:.2f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def child_environment(setting, engine_path):
+    """This process's environment with the malloc variables of ``setting`` and ``engine_path`` first on PYTHONPATH."""
     environment = {k: v for k, v in os.environ.items() if k not in MALLOC_VARIABLES}
     environment.update(MALLOC_SETTINGS[setting])
+    if engine_path:
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [os.path.abspath(engine_path)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     return environment
 
 
 def run_parent(args):
     settings = list(MALLOC_SETTINGS) if args.malloc == "both" else [args.malloc]
+    engines = args.engine or [("this checkout", None)]
     passed = ["--seconds", str(args.seconds), "--min-rounds", str(args.min_rounds), "--block-ms", str(args.block_ms),
               "--batches", ",".join(map(str, args.batches)), "--dtypes", ",".join(args.dtypes)]
     if args.no_torch:
         passed.append("--no-torch")
     print("\n".join(machine_description()))
-    print(f"one BLAS thread ({', '.join(v + '=1' for v in BLAS_VARIABLES)}); "
-          f"per configuration, {args.seconds:g} s (at least {args.min_rounds} rounds) of interleaved "
-          f"~{args.block_ms:g} ms blocks of each implementation")
+    print(f"one BLAS thread ({', '.join(v + '=1' for v in BLAS_VARIABLES)}); per configuration and run, "
+          f"{args.seconds:g} s (at least {args.min_rounds} rounds) of interleaved ~{args.block_ms:g} ms blocks "
+          f"of each implementation; {args.runs} run(s) per engine and malloc setting")
     results = []
     for setting in settings:
-        command = [sys.executable, os.path.abspath(__file__), "--child", setting] + passed
-        completed = subprocess.run(command, env=child_environment(setting), stdout=subprocess.PIPE,
-                                   universal_newlines=True)
-        if completed.returncode != 0:
-            print(f"bench_step.py: the {setting} run failed (exit {completed.returncode})", file=sys.stderr)
-            return 1
-        result = json.loads(completed.stdout.strip().splitlines()[-1])
-        results.append(result)
+        runs = {label: [] for label, _ in engines}
+        for run in range(args.runs):
+            for label, path in (engines if run % 2 == 0 else engines[::-1]):
+                command = [sys.executable, os.path.abspath(__file__), "--child", setting] + passed
+                completed = subprocess.run(command, env=child_environment(setting, path), stdout=subprocess.PIPE,
+                                           universal_newlines=True)
+                if completed.returncode != 0:
+                    print(f"bench_step.py: the {setting} run of {label} failed (exit {completed.returncode})",
+                          file=sys.stderr)
+                    return 1
+                result = json.loads(completed.stdout.strip().splitlines()[-1])
+                print(f"run {run + 1}, {setting}, {label}: mytorch from {result['mytorch']}; load average "
+                      f"{result['load'][0]:.2f} before, {result['load'][1]:.2f} after", flush=True)
+                runs[label].append(result)
         variables = ", ".join(f"{k}={v}" for k, v in MALLOC_SETTINGS[setting].items()) or \
             "MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ unset"
-        print(f"\nmalloc {setting}: {variables}\n")
-        print(markdown_table(result))
+        tables = {label: combine(engine_runs) for label, engine_runs in runs.items()}
+        for label, rows in tables.items():
+            print(f"\nmalloc {setting}: {variables}; engine: {label}\n")
+            print(markdown_table(rows, args.runs))
+        if len(tables) > 1:
+            print(f"\nmalloc {setting}: the engines side by side (median of {args.runs} runs; runs' range)\n")
+            print(comparison_table(tables))
+        results.append({"malloc": setting, "runs": runs, "combined": tables})
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"machine": machine_description(), "results": results}, file, indent=2)
         print(f"\nwrote {args.json}")
     return 0
+
+
+def engine_option(text):
+    """``LABEL=PATH`` (a folder holding a mytorch package) for --engine."""
+    label, _, path = text.partition("=")
+    if not path or not os.path.isdir(os.path.join(path, "mytorch")):
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH with PATH/mytorch a folder, got {text!r}")
+    return label, path
 
 
 def comma_list(convert):
@@ -252,11 +326,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="0.5 s and 5 rounds per configuration "
                         "(a smoke test, not a measurement)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser.add_argument("--runs", type=int, default=3, help="child processes per engine and malloc setting")
+    parser.add_argument("--engine", action="append", type=engine_option, metavar="LABEL=PATH",
+                        help="measure the mytorch in PATH (repeat to compare engines; default: this checkout)")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--child", choices=list(MALLOC_SETTINGS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.min_rounds = 0.5, 5
+        args.seconds, args.min_rounds, args.runs = 0.5, 5, 1
     for dtype in args.dtypes:
         if dtype not in TOLERANCE:
             parser.error(f"--dtypes: {dtype!r} is not one of {sorted(TOLERANCE)}")

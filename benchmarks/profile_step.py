@@ -6,8 +6,9 @@
 Three parts, all in one process with one BLAS thread:
 
 1. Stages: the median time of each stage of a tape step (engine.zero_grad, zeroing
-   dW/db, forward, loss, backward, SGD update) beside the matching stages of the
-   hand-written NumPy step, interleaved.
+   dW/db, forward, loss, backward, SGD update) beside the same tape step with the
+   tape's rules switched off (no checks, no read-only freezing: what they cost) and
+   the matching stages of the hand-written NumPy step, interleaved.
 2. The step's contract: a NumPy step that also does the array work the course API
    asks of the tape (zero every dW/db, then *add* each gradient into it, and the
    loss primitive's gradient for the labels). The gap between it and plain NumPy
@@ -33,12 +34,33 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from step_impls import NumpyStep, TapeStep, make_problem  # noqa: E402
 
 import mytorch  # noqa: E402
+from mytorch._tape_rules import TapeRules  # noqa: E402
+
+
+class RulesOff(TapeRules):
+    """For measuring what the tape's rules cost: counts operations, checks nothing, freezes nothing."""
+
+    def check_operation(self, inputs, output, gradients_to_update, backward_operation):
+        pass
+
+    def freeze(self, inputs, output, backward_operation):
+        self.count += 1
+        self._primitives.append(backward_operation)
+        self._last_output = output
+
+    def call_primitive(self, index, operation, grad_output):
+        return operation.backward_operation(grad_output, *operation.inputs, **operation.kwargs)
 
 
 class TimedTapeStep(TapeStep):
-    """TapeStep with a clock read between its stages."""
+    """TapeStep with a clock read between its stages; ``rules=False`` switches the tape's rules off."""
 
     stages = ("engine.zero_grad", "zero dW, db", "forward", "loss", "backward", "SGD update")
+
+    def __init__(self, weights, x, y, lr, rules=True):
+        super().__init__(weights, x, y, lr)
+        if not rules:
+            self.engine._rules = RulesOff()
 
     def timed_step(self):
         clock = [time.perf_counter()]
@@ -112,9 +134,11 @@ def stage_table(batch, dtype, rounds):
     weights, x, y = make_problem(batch, np.dtype(dtype))
     impls = {
         "tape": TimedTapeStep(weights, x, y, 1e-3),
+        "tape, rules off": TimedTapeStep(weights, x, y, 1e-3, rules=False),
         "numpy": TimedNumpyStep(weights, x, y, 1e-3),
         "numpy + contract": TimedNumpyStep(weights, x, y, 1e-3, contract=True),
     }
+    columns = ("tape", "tape, rules off", "numpy + contract", "numpy")
     samples = {name: [] for name in impls}
     names = list(impls)
     for round_index in range(rounds + 50):
@@ -126,16 +150,16 @@ def stage_table(batch, dtype, rounds):
     medians = {name: np.median(np.array(s), axis=0) * 1e6 for name, s in samples.items()}
     totals = {name: np.median(np.array(s).sum(axis=1)) * 1e6 for name, s in samples.items()}
     print(f"\nStages of one step, batch {batch}, {dtype}: median microseconds over {rounds} interleaved rounds\n")
-    print("| stage | tape | NumPy + contract | NumPy |")
-    print("|---|---|---|---|")
+    print("| stage | tape | tape, rules off | NumPy + contract | NumPy |")
+    print("|---|---|---|---|---|")
     for i, stage in enumerate(TimedTapeStep.stages):
-        cells = [f"{medians[name][i]:.0f}" for name in ("tape", "numpy + contract", "numpy")]
+        cells = [f"{medians[name][i]:.0f}" for name in columns]
         print(f"| {stage} | " + " | ".join(cells) + " |")
-    print("| **step (median of sums)** | " + " | ".join(
-        f"**{totals[name]:.0f}**" for name in ("tape", "numpy + contract", "numpy")) + " |")
+    print("| **step (median of sums)** | " + " | ".join(f"**{totals[name]:.0f}**" for name in columns) + " |")
     print(f"\ntape / NumPy {totals['tape'] / totals['numpy']:.2f}; "
           f"NumPy + contract / NumPy {totals['numpy + contract'] / totals['numpy']:.2f} (array work the API asks for); "
-          f"tape / (NumPy + contract) {totals['tape'] / totals['numpy + contract']:.2f} (engine overhead)")
+          f"tape / (NumPy + contract) {totals['tape'] / totals['numpy + contract']:.2f} (engine overhead); "
+          f"tape / tape with rules off {totals['tape'] / totals['tape, rules off']:.2f} (what the rules cost)")
 
 
 def profile(batch, dtype, steps, top):

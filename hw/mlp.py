@@ -59,10 +59,8 @@ class MLP:
             raise ValueError(f"MLP: lr must be positive, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"MLP: momentum must be in [0, 1), got {momentum}")
-        self.train_mode = True
         self.input_size = input_size
         self.output_size = output_size
-        self.nlayers = len(hiddens) + 1
         self.activations = list(activations)
         self.criterion = criterion
         self.lr = lr
@@ -128,12 +126,14 @@ class MLP:
         return int(np.sum(np.argmax(self.output, axis=1) != np.argmax(labels, axis=1)))
 
     def train(self):
-        """Training mode (``train_mode`` is True)."""
-        self.train_mode = True
+        """Training mode, kept for the course's API: no layer here (no dropout, no batch norm)
+        behaves differently in training and evaluation, so it changes nothing."""
+        return self
 
     def eval(self):
-        """Evaluation mode (``train_mode`` is False); run evaluation passes under ``no_grad()``."""
-        self.train_mode = False
+        """Evaluation mode, kept for the course's API (see ``train``); evaluation passes record
+        nothing because they run under ``autograd_engine.no_grad()``."""
+        return self
 
     def __repr__(self):
         sizes = [self.input_size] + [layer.out_features for layer in self.linear_layers]
@@ -144,9 +144,8 @@ class MLP:
 def evaluate(mlp, x, labels, batch_size=1000):
     """Mean loss and error rate (fraction misclassified) of ``mlp`` on integer ``labels``.
 
-    Runs in evaluation mode under ``no_grad()``, so nothing is recorded.
+    Runs under ``no_grad()``, so nothing is recorded.
     """
-    mlp.eval()
     loss_sum, errors = 0.0, 0
     with mlp.autograd_engine.no_grad():
         for start in range(0, len(x), batch_size):
@@ -154,7 +153,6 @@ def evaluate(mlp, x, labels, batch_size=1000):
             mlp.forward(x[start:start + batch_size])
             loss_sum += mlp.total_loss(batch_labels)
             errors += mlp.error(batch_labels)
-    mlp.train()
     return loss_sum / len(x), errors / len(x)
 
 
@@ -179,7 +177,6 @@ def get_training_stats(mlp, dset, nepochs, batch_size, rng=None, on_batch=None, 
     n = len(train_x)
     training_losses, training_errors = [], []
     validation_losses, validation_errors = [], []
-    mlp.train()
     for epoch in range(1, nepochs + 1):
         order = rng.permutation(n)
         loss_sum, errors = 0.0, 0

@@ -3,6 +3,8 @@ import contextlib
 
 import numpy as np
 
+from mytorch._tape_rules import gradient_tuple
+
 _DEFAULTS = {  # dtype itemsize -> (eps, atol, rtol)
     8: (1e-6, 1e-6, 1e-5),
     4: (1e-3, 1e-2, 1e-2),
@@ -30,7 +32,8 @@ def gradcheck(fn, *inputs, backward=None, engine=None, params=(), eps=None, atol
     Two ways to call it:
 
     * a primitive: ``gradcheck(np.multiply, a, b, backward=mul_backward)``; ``kwargs``
-      (axis=..., exponent=...) go to both ``fn`` and ``backward``.
+      (axis=..., exponent=...) go to both ``fn`` and ``backward``, whose result is read
+      by the engine's return contract (a TypeError or ValueError says what breaks it).
     * a module or any recorded computation: ``gradcheck(layer.forward, x,
       engine=layer.autograd_engine, params=layer.parameters())``; inputs must be
       recorded with a buffer spot (``None`` in gradients_to_update), and each
@@ -52,10 +55,8 @@ def gradcheck(fn, *inputs, backward=None, engine=None, params=(), eps=None, atol
     if backward is not None:
         out = np.asarray(fn(*inputs, **kwargs))
         g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
-        analytic = backward(g, *inputs, **kwargs)
-        analytic = (analytic,) if isinstance(analytic, np.ndarray) else tuple(analytic)
-        if len(analytic) != len(inputs):
-            raise ValueError(f"gradcheck: backward returned {len(analytic)} gradients for {len(inputs)} inputs")
+        name = getattr(backward, "__name__", "backward")
+        analytic = gradient_tuple(backward(g, *inputs, **kwargs), len(inputs), f"gradcheck: {name}")
         recording_off = contextlib.nullcontext
     else:
         engine.zero_grad()

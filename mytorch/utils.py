@@ -1,10 +1,9 @@
 """GradientBuffer: the gradients of the arrays an engine tracks itself."""
 import numpy as np
 
+from mytorch._tape_rules import REAL_KINDS, gradient_dtype
 
-def gradient_dtype(array):
-    """The dtype a gradient of ``array`` is kept in: its own float dtype, else float64."""
-    return array.dtype if array.dtype.kind == "f" else np.dtype(np.float64)
+__all__ = ["GradientBuffer", "gradient_dtype"]
 
 
 class _Slot:
@@ -38,7 +37,10 @@ class GradientBuffer:
         return id(np_array) in self.memory
 
     def add_spot(self, np_array):
-        """Make a (zero) gradient spot for ``np_array`` unless it has one."""
+        """Make an empty gradient spot for ``np_array`` unless it has one.
+
+        ``get_param`` reads zeros from a spot until a gradient arrives.
+        """
         key = id(np_array)
         if key not in self.memory:
             self.memory[key] = _Slot(np_array)
@@ -54,10 +56,13 @@ class GradientBuffer:
         slot = self.memory.get(id(np_array))
         if slot is None:
             raise self._missing(np_array, "update_param")
-        if type(gradient) is not np.ndarray and not isinstance(gradient, np.ndarray):
+        if not isinstance(gradient, np.ndarray):
             raise TypeError(
-                f"GradientBuffer.update_param: gradient must be a numpy.ndarray, "
-                f"got {type(gradient).__name__}"
+                f"GradientBuffer.update_param: gradient must be a numpy.ndarray, got {type(gradient).__name__}"
+            )
+        if gradient.dtype.kind not in REAL_KINDS:
+            raise TypeError(
+                f"GradientBuffer.update_param: gradient must hold real numbers, got dtype {gradient.dtype}"
             )
         if gradient.shape != np_array.shape:
             raise ValueError(

@@ -96,7 +96,7 @@ WRONG = {
     "mul_backward": (F, "return unbroadcast(grad_output * b, a.shape), unbroadcast(grad_output * a, b.shape)",
                      "return grad_output * b, grad_output * a"),  # no unbroadcast
     "div_backward": (F, "unbroadcast(-grad_a * a / b, b.shape)", "unbroadcast(grad_a * a / b, b.shape)"),  # sign
-    "matmul_backward": (F, "return grad_output @ b.T, a.T @ grad_output", "return grad_output @ b.T, grad_output.T @ a"),
+    "matmul_backward": (F, "grad_b = np.dot(a.T, grad_output)\n", "grad_b = np.dot(grad_output.T, a)\n"),
     "outer_backward": (F, "grad_b = a.ravel() @ grad_output", "grad_b = grad_output.sum(axis=0)"),
     "log_backward": (F, "return (grad_output / a,)", "return (grad_output * a,)"),
     "exp_backward": (F, "return (grad_output * out,)", "return ((grad_output * out).astype(np.float32),)"),

@@ -137,6 +137,8 @@ class Host:
             os.chmod(self.temp, 0o1777)
         shutil.copytree(os.path.join(ROOT, "autograder"), os.path.join(self.grader, "autograder"),
                         ignore=shutil.ignore_patterns("__pycache__"))  # like Gradescope's bundle: no mytorch/
+        for relpath, source in handout.GRADER_COPIES.items():  # ... but the bundle's copy of the tape rules
+            shutil.copyfile(os.path.join(ROOT, source), os.path.join(self.grader, "autograder", relpath))
         self.owner = owner
 
     def command(self, argv):

@@ -52,7 +52,7 @@ def numpy_cross_entropy_sum(logits, targets):
 def test_layers_follow_the_sizes():
     mlp = make_mlp(hiddens=(5, 4), inputs=6, classes=3)
     assert [layer.W.shape for layer in mlp.linear_layers] == [(5, 6), (4, 5), (3, 4)]
-    assert mlp.nlayers == 3
+    assert len(mlp.activations) == 3
     assert "6-5-4-3" in repr(mlp)
 
 
@@ -145,7 +145,7 @@ def test_evaluate_records_nothing_and_returns_mean_loss_and_error_rate():
     logits = numpy_forward(mlp, x)
     assert loss == pytest.approx(numpy_cross_entropy_sum(logits, one_hot(labels, 3)) / 25, rel=1e-12)
     assert error == pytest.approx(np.mean(np.argmax(logits, axis=1) != labels))
-    assert mlp.train_mode  # back in training mode afterwards
+    assert all(layer.W.flags.writeable for layer in mlp.linear_layers)  # nothing left on a tape
 
 
 # ---------------------------------------------------------------------------- get_training_stats

@@ -5,11 +5,14 @@ Every primitive has the same contract::
     <name>_backward(grad_output, *inputs, **options) -> tuple of gradients
 
 ``grad_output`` is the gradient of the loss with respect to the operation's output;
-the result holds one gradient per input, in input order, each exactly the shape of
-its input. Where the forward pass broadcast an input, ``unbroadcast`` sums the
-gradient back to the input's shape. Non-array arguments (axis, index, exponent)
-arrive as keyword ``options``; some primitives also accept the forward output as
-``out=`` to avoid recomputing it.
+the result is a tuple holding one gradient per input, in input order, each a NumPy
+array exactly the shape of its input (a list is read like a tuple; a lone array is
+accepted when there is one input; a NumPy scalar counts as a 0-d array, which is
+what NumPy's arithmetic on 0-d arrays returns). Where the forward pass broadcast an
+input, ``unbroadcast`` sums the gradient back to the input's shape. Non-array
+arguments (axis, index, exponent) arrive as keyword ``options``; some primitives
+also accept the forward output as ``out=`` to avoid recomputing it. A primitive
+never writes into its inputs: on the tape they are read-only.
 """
 import numpy as np
 
@@ -31,7 +34,10 @@ def unbroadcast(grad, shape):
 
 
 def _expand_reduced(grad, axis, keepdims):
-    """Reinsert the axes a reduction over ``axis`` removed, so ``grad`` broadcasts to its input."""
+    """Reinsert the axes a reduction over ``axis`` removed, so ``grad`` broadcasts to its input.
+
+    A helper for reductions such as sum and max: ``axis`` is None, an int or a tuple.
+    """
     if axis is None or keepdims:
         return grad
     return np.expand_dims(grad, axis)
@@ -97,15 +103,17 @@ def div_backward(grad_output, a, b):
 
 
 def matmul_backward(grad_output, a, b):
-    """out = a @ b (2-D, 1-D and batched operands, as np.matmul)."""
+    """out = a @ b (2-D, 1-D and batched operands, as np.matmul).
+
+    For 2-D arrays ``np.dot(x, y)`` is ``x @ y``; NumPy's ``@`` is several times slower
+    when the shared axis has length 1 (the outer product a batch of one gives).
+    """
     # BEGIN SOLUTION
     if a.ndim == 2 and b.ndim == 2:
-        if a.shape[0] == 1:  # an outer product: broadcasting beats BLAS's rank-1 matmul
-            return grad_output @ b.T, (grad_output.T * a).T
-        if b.flags.f_contiguous:  # e.g. Linear's W.T: give grad_b the same memory layout
-            return grad_output @ b.T, (grad_output.T @ a).T
-        return grad_output @ b.T, a.T @ grad_output
-    # Treat 1-D operands as a row (a) or a column (b), as np.matmul does.
+        grad_a = np.dot(grad_output, b.T)
+        grad_b = np.dot(a.T, grad_output)
+        return grad_a, grad_b
+    # As np.matmul does, treat a 1-D a as a row and a 1-D b as a column; batch axes broadcast.
     a2 = a[np.newaxis, :] if a.ndim == 1 else a
     b2 = b[:, np.newaxis] if b.ndim == 1 else b
     g2 = grad_output[..., np.newaxis] if b.ndim == 1 else grad_output
@@ -231,10 +239,17 @@ def reshape_backward(grad_output, a, shape=None):
 
 
 def mean_backward(grad_output, a, axis=None, keepdims=False):
-    """out = np.mean(a, axis=axis, keepdims=keepdims)."""
+    """out = np.mean(a, axis=axis, keepdims=keepdims).
+
+    Over all elements, each one gets ``1 / a.size`` of ``grad_output``. Over some axes,
+    a mean is a sum divided by the count, so its gradient is sum_backward's divided
+    by the count.
+    """
     count = np.asarray(_reduced_count(a.shape, axis), dtype=grad_output.dtype)  # float32 stays float32 on NumPy 1.x
-    grad = _expand_reduced(grad_output, axis, keepdims) / count
-    return (np.broadcast_to(grad, a.shape).copy(),)
+    if axis is None:
+        return (np.full(a.shape, grad_output / count, dtype=grad_output.dtype),)
+    (grad,) = sum_backward(grad_output, a, axis=axis, keepdims=keepdims)
+    return (grad / count,)
 
 
 def _selects_each_once(index):
