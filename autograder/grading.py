@@ -13,6 +13,7 @@ import re
 import signal
 import stat
 import time
+import threading
 import tokenize
 
 import numpy as np
@@ -305,6 +306,11 @@ def nonempty_subsets(ndim):
 
 
 # --------------------------------------------------------------------- given code the submission changed
+# ast.parse is not thread-safe on CPython 3.11 (concurrent calls can raise "SystemError: AST constructor
+# recursion depth mismatch"), and a batch grades its submissions in threads.
+PARSE_LOCK = threading.Lock()
+
+
 def function_digests(text):
     """{qualified name: (first line, last line, digest)} of every function and method in Python source ``text``.
 
@@ -325,7 +331,9 @@ def function_digests(text):
                 found[prefix + child.name] = (child.lineno, child.end_lineno,
                                               code_digest(lines[first - 1:child.end_lineno], first, skip))
 
-    visit(ast.parse(text), "")
+    with PARSE_LOCK:
+        tree = ast.parse(text)
+    visit(tree, "")
     return found
 
 
@@ -707,6 +715,11 @@ def grade(path, tests, options, batch=None):
     own_tree = os.path.realpath(path) == os.path.realpath(sandbox.GRADER_ROOT)  # the local run
     try:
         given = given_changes(files, load_given())
+    except Exception as error:  # a grader bug in this extra check must not cost the submission its grade
+        given = []
+        notes.append(f"the grader could not compare the given code with the handout's ({type(error).__name__}: "
+                     f"{error}); the tests ran without that check")
+    try:
         with sandbox.Sandbox(files) as box:
             with sandbox.Zygote(box, options.python, hidden_folders(box, path, batch), options.namespaces,
                                 options.disk) as zygote:

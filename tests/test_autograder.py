@@ -86,6 +86,7 @@ def running_as(uids):
 
 
 def by_name(rep):
+    assert not rep.error, f"{rep.submission} could not be graded: {rep.error}"
     return {r.name: r for r in rep.results if not r.hidden}
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -340,3 +341,28 @@ def test_the_runner_writes_a_staff_report(tmp_path):
         line for line in student.read_text().splitlines() if "(hidden)" in line)
     lines = [line for line in student.read_text().splitlines() if "raise ValueError(f'SPY" in line]
     assert 0 < len(lines) < staff.read_text().count("raise ValueError(f'SPY")  # the public tracebacks only
+
+
+def test_the_given_code_check_is_safe_in_a_batch_graded_in_threads():
+    """ast.parse is not thread-safe on CPython 3.11: a garbage collection that runs Python code (a
+    finaliser) in the middle of one parse lets another thread's parse corrupt it (SystemError). A
+    batch runs this check in one thread per job, so it must not fail there."""
+    texts = [open(os.path.join(ROOT, path)).read() for path in ("mytorch/nn/functional.py", "hw/mlp.py")]
+
+    class Finalised:
+        def __init__(self):
+            self.cycle = self  # freed by the garbage collector, which runs __del__ in whatever thread it is in
+
+        def __del__(self):
+            time.sleep(0.0001)  # lets another thread run
+
+    def check(_):
+        for _ in range(10):
+            for text in texts:
+                for _ in range(50):
+                    Finalised()
+                grading.function_digests(text)
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(check, range(8)))
