@@ -651,12 +651,13 @@ def hidden_feedback(test, status, first, words, problem, unreadable, errors, imp
 class Report:
     """All results of one submission, plus notes (ignored tarball entries, sandbox restarts)."""
 
-    def __init__(self, submission, results, notes, error=None, elapsed=0.0):
+    def __init__(self, submission, results, notes, error=None, elapsed=0.0, refused=None):
         self.submission = submission
         self.results = results
         self.notes = notes
         self.error = error  # why the submission could not be graded at all, or None
         self.elapsed = elapsed
+        self.refused = refused  # why the hidden tests were not run on this host (see ``refusal``), or None
 
     def total(self, hidden=None):
         return round(sum(r.score for r in self.results if hidden is None or r.hidden == hidden), 2)
@@ -725,9 +726,14 @@ def grade(path, tests, options, batch=None):
                                 options.disk) as zygote:
                 zygote.start()
                 problems = isolation_problems(zygote.isolation, path, batch)
+                refused = None
                 if problems and not own_tree and not options.allow_unisolated and any(t.hidden for t in tests):
-                    raise sandbox.SandboxError(refusal(problems))
-                results = run_tests(zygote, tests, options, start + options.total, notes, given)
+                    refused = refusal(problems)
+                    notes.append(refused)
+                run = [test for test in tests if not (refused and test.hidden)]
+                done = iter(run_tests(zygote, run, options, start + options.total, notes, given))
+                results = [Result(test, 0.0, "error", "not run: " + refused) if refused and test.hidden
+                           else next(done) for test in tests]
             if not own_tree:
                 notes += isolation_notes(box, zygote) + problems
     except sandbox.SandboxError as error:
@@ -737,7 +743,7 @@ def grade(path, tests, options, batch=None):
                       elapsed=time.monotonic() - start)
     if zygote.restarts:
         notes.append(f"the sandbox process was restarted {zygote.restarts} time(s)")
-    return Report(path, results, notes, elapsed=time.monotonic() - start)
+    return Report(path, results, notes, elapsed=time.monotonic() - start, refused=refused)
 
 
 def hidden_folders(box, path, batch=None):
@@ -813,6 +819,7 @@ def run_tests(zygote, tests, options, deadline, notes, given=()):
 
 
 def refusal(problems):
+    """Why the hidden tests are not run on a host with the isolation ``problems``, and what to do."""
     return ("the hidden tests were not run, because on this host " + "; ".join(problems) + ". Grade where "
             "namespaces are allowed (as root, or as a user with unprivileged user namespaces), or pass "
             "--allow-unisolated to grade anyway.")

@@ -122,8 +122,8 @@ def grade_one(args, tests, options):
         print(f"graded {shown}: {report.number(result.total())}/{report.number(result.max_total())}"
               f" -> {args.output}" if not result.error else f"could not grade {shown}: {report.error_of(result)}")
     # Gradescope and Autolab read their report whatever the exit status (and Autolab's Makefile must not
-    # fail after the JSON line); elsewhere 1 says "not graded".
-    return 1 if result.error and fmt not in ("gradescope", "autolab") else 0
+    # fail after the JSON line); elsewhere 1 says "not graded" (or: the hidden tests asked for were not run).
+    return 1 if (result.error or result.refused) and fmt not in ("gradescope", "autolab") else 0
 
 
 GRADER_OUTPUTS = (".csv", ".json", ".yml")  # gradebooks, results.json, Gradescope's submission_metadata.yml

@@ -500,8 +500,12 @@ def test_without_user_namespaces_hidden_tests_need_the_opt_in_and_the_attacks_sh
     host = world["hosts"]["user without user namespaces"]
     forger = {"mallory-forger": os.path.join(host.batch, "mallory-forger")}
     refused = host.grade(forger)["mallory-forger"]
-    assert refused["results"] == {} and "the hidden tests were not run" in refused["error"]
-    assert "--allow-unisolated" in refused["error"] and "the grader's own user" in refused["error"]
+    note = next(note for note in refused["notes"] if note.startswith("the hidden tests were not run"))
+    assert refused["error"] is None and "--allow-unisolated" in note and "the grader's own user" in note
+    not_run = {test: r for test, r in refused["results"].items() if test.startswith("hidden: ")}
+    assert not_run and all(score == 0 and status == "error" and feedback == "not run: " + note
+                           for score, _, status, feedback in not_run.values())
+    assert len(not_run) < len(refused["results"])  # the public tests were graded
     graded = host.grade(dict(forger, **{"mallory-writer": os.path.join(host.batch, "mallory-writer")}),
                         allow_unisolated=True)
     allowed = graded["mallory-forger"]
@@ -526,7 +530,8 @@ def test_the_runner_refuses_hidden_tests_without_isolation_and_grades_with_the_o
             os.chown(path, host.owner, host.owner)
     command = [sys.executable, runner_py, "loss", "--submission", carol, "--hidden"]
     refused = host.run(command)
-    assert refused.returncode == 1 and "the hidden tests were not run" in refused.stdout, refused.stdout
+    assert refused.returncode == 1 and "Note: the hidden tests were not run" in refused.stdout, refused.stdout
+    assert "Total: 8/8 public + 0/" in refused.stdout  # the public tests were graded all the same
     allowed = host.run(command + ["--allow-unisolated"])
     assert allowed.returncode == 0, allowed.stderr
     assert "Total: 8/8 public" in allowed.stdout and "Note: the tests ran as the grader's own user" in allowed.stdout
