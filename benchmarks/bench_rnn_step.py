@@ -34,12 +34,13 @@ from step_impls import REPO_ROOT, torch_available  # noqa: E402
 
 if REPO_ROOT not in sys.path:
     sys.path.append(REPO_ROOT)
-from hw.mlp import one_hot  # noqa: E402
-from hw.trainer import keep_heap_memory  # noqa: E402
-from hw.rnn import DEFAULTS, ROW_SIZE, GRUClassifier  # noqa: E402
+from hw.trainer import keep_heap_memory, one_hot  # noqa: E402
+from hw.rnn import GRUClassifier  # noqa: E402
+from hw.rnn_runner import build_parser  # noqa: E402
 from mytorch import Autograd  # noqa: E402
 
-STEPS, CLASSES = 28, 10
+STEPS, ROW_SIZE, CLASSES = 28, 28, 10
+DEFAULTS = vars(build_parser().parse_args([]))  # the runner's hidden_size and lr
 TOLERANCE = {"float64": 1e-9, "float32": 2e-4}  # relative to each gradient's largest entry
 
 
