@@ -121,6 +121,13 @@ def int_list(text):
     return sizes
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that shows each flag's default, except a default of None (no value)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser(prog, description, epochs=10, batch_size=64, lr=0.05, momentum=0.9, lr_decay=None, seed=0,
                  outdir="out"):
     """The common flags with these defaults (``momentum=None`` leaves --momentum out; ``lr_decay``
@@ -131,7 +138,7 @@ def build_parser(prog, description, epochs=10, batch_size=64, lr=0.05, momentum=
     (``default="128,64"`` with ``type=int_list``).
     """
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, description=description, formatter_class=_HelpFormatter,
         epilog="Exit status: 0 done; 1 the loss became NaN or infinite or exploded, the homework is unfinished, "
                "or the outputs could not be written; 2 bad arguments, data, --outdir or --picture.")
     parser.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training set")
@@ -150,7 +157,8 @@ def build_parser(prog, description, epochs=10, batch_size=64, lr=0.05, momentum=
     parser.add_argument("--outdir", default=outdir, help="where stats.json and the plots are written")
     parser.add_argument("--picture", metavar="FILE", type=picture_file,
                         help="also draw the tape of one training step (the first batch, before training; "
-                             "gradient norms after backward) to FILE: .svg, or .dot/.gv for Graphviz")
+                             "gradient norms after backward) to FILE: .svg, or .dot/.gv for Graphviz "
+                             "(default: no picture)")
     return parser
 
 
