@@ -36,7 +36,8 @@ classifier's)::
 
     model.zero_grads(); model.forward(x); model.total_loss(labels); model.backward(); model.step()
 
-plus ``error(labels)`` and an ``autograd_engine``, where ``labels`` are one-hot rows.
+plus ``error(labels)``, ``output_size`` (the number of classes) and ``autograd_engine``,
+where ``labels`` are one-hot rows.
 
 Exit statuses of ``run``: 0 training finished; 1 the loss became NaN or infinite or
 exploded (the message suggests a smaller --lr), a part of the homework is not written
@@ -377,11 +378,11 @@ def train_model(model, train, val, epochs, batch_size, rng, on_batch=None, on_ep
     ``train`` and ``val`` are ``(x, labels)`` pairs: images as ``model.forward`` takes
     them and integer labels. Each epoch visits the training set in an order drawn
     from ``rng`` (a ``np.random.Generator``), one training step per batch, then
-    evaluates on the validation set. Returns the four per-epoch lists of ``run``'s ``fit`` (training loss
-    and error averaged over the epoch's batches as they were trained, validation
-    loss and error); calls ``on_batch`` and ``on_epoch`` as ``fit`` does.
-    ``augment(x, rng)``, if given, returns the batch the step trains on instead of
-    ``x`` (e.g. randomly shifted images); the validation set is never augmented.
+    evaluates on the validation set. Returns the four per-epoch lists of ``run``'s
+    ``fit`` (training loss and error averaged over the epoch's batches as they were
+    trained, validation loss and error); calls ``on_batch`` and ``on_epoch`` as ``fit``
+    does. ``augment(x, rng)``, if given, returns the batch the step trains on instead
+    of ``x`` (e.g. randomly shifted images); the validation set is never augmented.
     """
     (train_x, train_labels), (val_x, val_labels) = train, val
     n = len(train_x)
@@ -391,9 +392,9 @@ def train_model(model, train, val, epochs, batch_size, rng, on_batch=None, on_ep
         loss_sum, errors = 0.0, 0
         for start in range(0, n, batch_size):
             rows = order[start:start + batch_size]
+            x = train_x[rows] if augment is None else augment(train_x[rows], rng)
             labels = one_hot(train_labels[rows], model.output_size, train_x.dtype)
             model.zero_grads()
-            x = train_x[rows] if augment is None else augment(train_x[rows], rng)
             model.forward(x)
             loss_sum += model.total_loss(labels)
             errors += model.error(labels)
@@ -429,6 +430,15 @@ def picture_of_one_step(model, x, labels):
     model.backward()
     picture.read_gradients()
     model.zero_grads()
+    return picture
+
+
+def save_picture_of_first_step(model, data, batch_size, path):
+    """Draw one training step on the first ``batch_size`` training examples of ``data`` to ``path``
+    (SVG, or DOT for .dot/.gv); return the ``TapePicture``."""
+    x, labels = (split[:batch_size] for split in data.train)
+    picture = picture_of_one_step(model, x, one_hot(labels, data.num_classes, x.dtype))
+    picture.save(path)
     return picture
 
 
@@ -495,10 +505,8 @@ def run(parser, argv, model_name, build, fit, evaluate=evaluate, prepare=None):
         # Divergence is reported below, so NumPy's overflow warnings would only repeat it.
         with np.errstate(over="ignore", invalid="ignore"):
             if args.picture is not None:
-                x, labels = (split[:args.batch_size] for split in data.train)
-                picture = picture_of_one_step(model, x, one_hot(labels, data.num_classes, x.dtype))
                 try:
-                    picture.save(args.picture)
+                    picture = save_picture_of_first_step(model, data, args.batch_size, args.picture)
                 except OSError as error:
                     return fail(f"could not write the picture to {args.picture}: {error}", 1)
                 print(f"picture: the tape of one training step ({len(picture.steps)} operations) "
