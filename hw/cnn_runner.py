@@ -44,7 +44,7 @@ def build_parser():
                         help="train on each image moved by a random offset of up to this many pixels "
                              "along each axis (0: the images as they are)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="the parameters' and images' float type (float32 is about 1.7x faster)")
+                        help="the parameters' and images' float type (float32 trains about twice as fast)")
     return parser
 
 
@@ -53,6 +53,9 @@ def build(data, args, rng):
     if not args.channels:
         raise trainer.ConfigError("--channels: give at least one block, e.g. --channels 16,32")
     side = trainer.square_side(data.num_features, "CNN")
+    if args.shift >= side:
+        raise trainer.ConfigError(f"--shift {args.shift}: must be less than the images' side ({side} pixels), "
+                                  f"e.g. --shift 2")
     engine = Autograd()
     try:
         cnn = CNN((1, side, side), data.num_classes, args.channels, [args.kernel_size] * len(args.channels),

@@ -171,6 +171,7 @@ def test_bad_arguments_exit_2_with_a_message(capsys, name, argv, message):
      "the rest); use fewer --channels blocks or a smaller --kernel-size"),
     ("cnn", 784, ["--kernel-size", "29"], "too small for kernels [29, 29]"),
     ("cnn", 64, ["--channels", "none"], "--channels: give at least one block, e.g. --channels 16,32"),
+    ("cnn", 64, ["--shift", "8"], "--shift 8: must be less than the images' side (8 pixels), e.g. --shift 2"),
 ])
 def test_flags_that_do_not_fit_the_data_exit_2_before_training(capsys, tmp_path, name, features, extra, message):
     side = int(np.sqrt(features))
