@@ -4,7 +4,7 @@
     python benchmarks/bench_rnn_step.py --quick    # a smoke test (seconds, not a measurement)
     python benchmarks/bench_rnn_step.py --batches 32 --dtypes float32 --seconds 60
 
-The step is the trainer's: a GRU 28->64 reading 28 rows of 28 pixels, Linear 64->10
+The step is the trainer's: a GRU 28->128 (the runner's --hidden-size) reading 28 rows of 28 pixels, Linear 128->10
 on the last hidden state, softmax cross-entropy, backpropagation through time and
 one Adam update. PyTorch runs ``torch.nn.GRU(batch_first=True)``, ``torch.nn.Linear``,
 ``F.cross_entropy`` and ``torch.optim.Adam`` on the same shapes and weights, with
