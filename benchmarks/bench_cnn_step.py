@@ -28,8 +28,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from step_impls import torch_available  # noqa: E402  (also puts the repository on the path)
-from hw.cnn import default_cnn, one_hot  # noqa: E402
-from hw.trainer import keep_heap_memory  # noqa: E402
+from hw.cnn import default_cnn  # noqa: E402
+from hw.trainer import keep_heap_memory, one_hot  # noqa: E402
 from mytorch import Autograd  # noqa: E402
 
 LEARNING_RATE, MOMENTUM = 0.01, 0.9

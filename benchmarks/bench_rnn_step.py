@@ -4,7 +4,7 @@
     python benchmarks/bench_rnn_step.py --quick    # a smoke test (seconds, not a measurement)
     python benchmarks/bench_rnn_step.py --batches 32 --dtypes float32 --seconds 60
 
-The step is the trainer's: a GRU 28->64 reading 28 rows of 28 pixels, Linear 64->10
+The step is the trainer's: a GRU 28->128 (the runner's --hidden-size) reading 28 rows of 28 pixels, Linear 128->10
 on the last hidden state, softmax cross-entropy, backpropagation through time and
 one Adam update. PyTorch runs ``torch.nn.GRU(batch_first=True)``, ``torch.nn.Linear``,
 ``F.cross_entropy`` and ``torch.optim.Adam`` on the same shapes and weights, with
@@ -34,12 +34,13 @@ from step_impls import REPO_ROOT, torch_available  # noqa: E402
 
 if REPO_ROOT not in sys.path:
     sys.path.append(REPO_ROOT)
-from hw.mlp import one_hot  # noqa: E402
-from hw.trainer import keep_heap_memory  # noqa: E402
-from hw.rnn import DEFAULTS, ROW_SIZE, GRUClassifier  # noqa: E402
+from hw.trainer import keep_heap_memory, one_hot  # noqa: E402
+from hw.rnn import GRUClassifier  # noqa: E402
+from hw.rnn_runner import build_parser  # noqa: E402
 from mytorch import Autograd  # noqa: E402
 
-STEPS, CLASSES = 28, 10
+STEPS, ROW_SIZE, CLASSES = 28, 28, 10
+DEFAULTS = vars(build_parser().parse_args([]))  # the runner's hidden_size and lr
 TOLERANCE = {"float64": 1e-9, "float32": 2e-4}  # relative to each gradient's largest entry
 
 

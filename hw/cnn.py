@@ -9,19 +9,20 @@ The default network reads 28x28 digits (N, 1, 28, 28)::
 ``default_cnn`` builds it in float32 (the engine keeps float32 gradients float32): training
 takes about 1.7x less time than in float64 and reaches the same accuracy.
 
-One training step is the MLP's (see hw/mlp.py)::
+One training step is::
 
-    cnn.zero_grads(); cnn.forward(x); cnn.total_loss(labels); cnn.backward(); cnn.step()
+    cnn.zero_grads()            # empty the tape, set every dW and db to zero
+    cnn.forward(x)              # record the layers on images x (N, C, H, W)
+    cnn.total_loss(labels)      # record the loss (labels: one-hot rows)
+    cnn.backward()              # run the tape backwards: fills dW and db
+    cnn.step()                  # update W and b (SGD with momentum)
 
-so ``hw.mlp.get_training_stats`` and ``hw.mlp.evaluate`` train and evaluate a CNN
-too: the training loop is the MLP's, re-exported here.
+This file needs only NumPy and mytorch; hw/cnn_runner.py trains the CNN with the
+training loop of hw/trainer.py.
 """
 import numpy as np
 
-from hw.mlp import MLP, TrainingDiverged, evaluate, get_training_stats, one_hot
 from mytorch import nn
-
-__all__ = ["CNN", "TrainingDiverged", "evaluate", "get_training_stats", "one_hot"]
 
 
 class CNN:
@@ -103,12 +104,30 @@ class CNN:
                 param += velocity
         # END SOLUTION
 
-    # The same as the MLP's: the loss of the last output, the backward pass, the error count, the modes.
-    total_loss = MLP.total_loss
-    backward = MLP.backward
-    error = MLP.error
-    train = MLP.train
-    eval = MLP.eval
+    def total_loss(self, labels):
+        """The loss of the last output against one-hot ``labels``, summed over the batch (a float).
+
+        The criterion is recorded on the tape (unless under ``no_grad()``), so ``backward()`` can follow.
+        """
+        return float(self.criterion(labels, self.output)[0]) * len(labels)
+
+    def backward(self):
+        """Run the tape backwards from the loss ``total_loss`` recorded: fills every dW and db."""
+        self.criterion.backward()
+
+    def error(self, labels):
+        """How many rows of the last output do not pick the class that one-hot ``labels`` mark."""
+        return int(np.sum(np.argmax(self.output, axis=1) != np.argmax(labels, axis=1)))
+
+    def train(self):
+        """Training mode, kept for the course's API: no layer here behaves differently, so it changes nothing."""
+        self.train_mode = True
+        return self
+
+    def eval(self):
+        """Evaluation mode (see ``train``); evaluation passes record nothing under ``autograd_engine.no_grad()``."""
+        self.train_mode = False
+        return self
 
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))

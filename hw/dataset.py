@@ -14,6 +14,7 @@ training label plus one (at most the number of training examples; the validation
 and test labels must be classes of the training set). uint8 images are scaled from
 0..255 to 0..1; other numeric images are used as they are (as float64).
 """
+import copy
 import os
 import zipfile
 
@@ -38,6 +39,14 @@ class Dataset:
         self.train, self.val, self.test = train, val, test
         self.num_features = train[0].shape[1]
         self.num_classes = int(train[1].max()) + 1
+
+    def with_inputs(self, convert):
+        """A copy whose images are ``convert(x)`` for every split (e.g. reshaped to (N, 1, 28, 28) and made
+        float32); labels, ``num_features`` and ``num_classes`` stay as they are."""
+        converted = copy.copy(self)
+        converted.train, converted.val, converted.test = (
+            None if split is None else (convert(split[0]), split[1]) for split in self.as_tuple())
+        return converted
 
     def as_tuple(self):
         """``(train, val, test)``, the form ``get_training_stats`` takes."""

@@ -4,13 +4,14 @@
     python hw/mlp_runner.py --hiddens 32,32,32 --activation sigmoid --lr 1e-3 \\
         --momentum 0.856 --batch-size 1 --epochs 25   # the course's configuration
     python hw/mlp_runner.py --data DIR       # a folder with train_data.npy, train_labels.npy, ...
+    python hw/mlp_runner.py --picture step.svg   # also draw the tape of one training step (.svg or .dot)
 
 It prints one line per epoch (a progress line updates during the epoch when the
 output is a terminal), the test-set loss and error at the end, and writes
 OUTDIR/stats.json and the plots OUTDIR/loss.png and OUTDIR/error.png.
 Exit status: 0 when training finished; 1 when the loss became NaN or infinite or
 exploded, a part of the homework is not written yet, or the outputs could not be
-written; 2 for bad arguments, data or --outdir. The command line, the checks and the
+written; 2 for bad arguments, data, --outdir or --picture. The command line, the checks and the
 outputs are hw/trainer.py's; this file supplies the model.
 """
 import os
@@ -34,7 +35,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 def build_parser():
     """The command line; defaults are the configuration that trains in a few seconds."""
     parser = trainer.build_parser(
-        "mlp_runner.py", "Train an MLP with the mytorch autograd engine and write its learning curves.")
+        "mlp_runner.py", "Train an MLP with the mytorch autograd engine and write its learning curves.",
+        outdir=os.path.join("out", "mlp"))
     parser.add_argument("--hiddens", type=trainer.int_list, default="128,64",
                         help="hidden layer sizes, comma-separated (\"none\" for no hidden layer)")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",

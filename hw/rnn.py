@@ -4,24 +4,20 @@ A 28x28 digit is a sequence of 28 time steps of 28 features (its rows, top to
 bottom). A ``GRUCell`` unrolled over the rows (``nn.Recurrent``) gives a last hidden
 state that summarizes the image; a ``Linear`` layer turns it into 10 class scores.
 Every step is recorded on the engine's tape, so ``backward`` is backpropagation
-through time. One training step is the same as the MLP's (see hw/mlp.py)::
+through time. One training step is::
 
     model.zero_grads()          # empty the tape, set every gradient to zero
     model.forward(x)            # record 28 GRU steps and the Linear layer
-    model.total_loss(labels)    # record the loss
+    model.total_loss(labels)    # record the loss (labels: one-hot rows)
     model.backward()            # run the tape backwards: fills every gradient
     model.step()                # update the parameters (Adam)
 
-The model has the interface ``hw.mlp.get_training_stats`` and ``hw.mlp.evaluate``
-use, so the MLP's training loop trains it as it is.
+This file needs only NumPy and mytorch; hw/rnn_runner.py trains the classifier with
+the training loop of hw/trainer.py.
 """
 import numpy as np
 
-from hw.mlp import MLP, get_training_stats
-from mytorch import Autograd, TapePicture, nn, optim
-
-ROW_SIZE = 28  # pixels per image row: the features of one time step
-DEFAULTS = dict(hidden_size=128, epochs=8, batch_size=32, lr=0.005, lr_decay=0.8, seed=0, dtype="float32")
+from mytorch import nn, optim
 
 
 class GRUClassifier:
@@ -87,56 +83,25 @@ class GRUClassifier:
         """One Adam update of every parameter, in place."""
         self.optimizer.step()
 
-    # The rest is the MLP's bookkeeping: backward() runs the tape from the recorded loss
-    # (backpropagation through time here), error(labels) counts mistakes, train()/eval().
-    backward, error, train, eval = MLP.backward, MLP.error, MLP.train, MLP.eval
+    def backward(self):
+        """Run the tape backwards from the loss ``total_loss`` recorded (backpropagation through time)."""
+        self.criterion.backward()
+
+    def error(self, labels):
+        """How many rows of the last output do not pick the class that one-hot ``labels`` mark."""
+        return int(np.sum(np.argmax(self.output, axis=1) != np.argmax(labels, axis=1)))
+
+    def train(self):
+        """Training mode, kept for the course's API: no layer here behaves differently, so it changes nothing."""
+        self.train_mode = True
+        return self
+
+    def eval(self):
+        """Evaluation mode (see ``train``); evaluation passes record nothing under ``autograd_engine.no_grad()``."""
+        self.train_mode = False
+        return self
 
     def __repr__(self):
         return (f"GRUClassifier(GRUCell({self.input_size}, {self.hidden_size}) over "
                 f"{self.steps or 'T'} steps, Linear({self.hidden_size}, {self.output_size}), {self.dtype.name})")
 
-
-def train_gru(dset, hidden_size=DEFAULTS["hidden_size"], epochs=DEFAULTS["epochs"],
-              batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], lr_decay=DEFAULTS["lr_decay"],
-              seed=DEFAULTS["seed"], dtype=DEFAULTS["dtype"], input_size=ROW_SIZE, on_batch=None,
-              on_epoch=None):
-    """Train a ``GRUClassifier`` on ``dset`` = (train, val, test) of (images, labels); return (model, curves).
-
-    Images are flat rows of ``T * input_size`` pixels. ``curves`` are the four
-    per-epoch lists of ``hw.mlp.get_training_stats`` (train loss, train error,
-    val loss, val error); ``on_batch``/``on_epoch`` are its progress callbacks.
-    Adam's learning rate is multiplied by ``lr_decay`` after every epoch. The
-    same seed gives the same numbers.
-    """
-    (train_x, train_labels), val = dset[0], dset[1]
-    num_classes = int(max(train_labels.max(), val[1].max())) + 1
-    dtype = np.dtype(dtype)
-    splits = tuple(None if split is None else (split[0].astype(dtype, copy=False), split[1]) for split in dset)
-    rng = np.random.default_rng(seed)
-    model = GRUClassifier(input_size, hidden_size, num_classes, Autograd(), lr,
-                          steps=train_x.shape[1] // input_size, rng=rng, dtype=dtype)
-
-    def after_epoch(*stats):
-        model.optimizer.lr *= lr_decay
-        if on_epoch is not None:
-            on_epoch(*stats)
-
-    curves = get_training_stats(model, splits, epochs, batch_size, rng=rng, on_batch=on_batch,
-                                on_epoch=after_epoch)
-    return model, curves
-
-
-def picture_of_one_step(model, x, labels):
-    """A ``TapePicture`` of one training step on ``x`` and one-hot ``labels``, with its gradient norms.
-
-    The step stops after ``backward``: the parameters are not updated, and the
-    tape and gradients are cleared again afterwards.
-    """
-    model.zero_grads()
-    model.forward(x)
-    model.total_loss(labels)
-    picture = TapePicture(model.autograd_engine)
-    model.backward()
-    picture.read_gradients()
-    model.zero_grads()
-    return picture

@@ -28,7 +28,10 @@ FAMILIES = {  # short primitive name -> (family, fill colour)
     **{name: ("activation", "#fde8cf") for name in ("exp", "log", "sqrt", "tanh", "sigmoid", "relu")},
     **{name: ("reduction", "#ece0f6") for name in ("sum", "mean", "max")},
     **{name: ("shape", "#ececec") for name in ("getitem", "reshape", "transpose", "stack", "concatenate",
-                                               "expand_dims", "squeeze")},
+                                               "expand_dims", "squeeze", "flatten", "pad")},
+    **{name: ("convolution", "#d6eef2") for name in ("conv_stride1", "conv1d_stride1", "conv2d_stride1")},
+    **{name: ("resampling", "#f8f0c4") for name in ("downsampling1d", "downsampling2d", "upsampling1d",
+                                                    "upsampling2d", "maxpool2d", "meanpool2d")},
     "SoftmaxCrossEntropy": ("loss", "#f9d6d5"),
 }
 OTHER_FILL = "#ffffff"

@@ -1,16 +1,15 @@
 """The CNN pack: primitives and modules against finite differences and hand-computed values,
-argument errors, the CNN model and its runner (the PyTorch oracle is tests/test_cnn_torch_oracle.py)."""
+argument errors and the CNN model (the PyTorch oracle is tests/test_cnn_torch_oracle.py; the
+runner, hw/cnn_runner.py, is tested in tests/test_hw_runners.py)."""
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from cnn_cases import FORWARDS, MODULE_CASES, PRIMITIVE_CASES
 from helpers import scaled_tol
-from hw import cnn_runner
-from hw.cnn import CNN, default_cnn, get_training_stats
+from hw import trainer
+from hw.cnn import CNN, default_cnn
 from hw.dataset import load_dataset
 from mytorch import Autograd, gradcheck, nn
 from mytorch.nn import functional_cnn as F
@@ -296,78 +295,15 @@ def test_cnn_rejects_bad_arguments(args, message):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_cnn_learns_on_a_digit_sample(dtype):
-    """Three epochs on 600 bundled digits: the training loss falls every epoch, validation error drops below 30%."""
-    data = load_dataset(cnn_runner.DEFAULT_DATA)
+    """Three epochs of the trainers' loop on 600 bundled digits: the training loss falls every epoch,
+    validation error drops below 30%."""
+    data = load_dataset(trainer.DEFAULT_DATA)
     rng = np.random.default_rng(0)
     engine = Autograd()
     cnn = CNN((1, 28, 28), 10, [4], [5], nn.SoftmaxCrossEntropy(engine), lr=0.05, autograd_engine=engine,
               momentum=0.9, rng=rng, dtype=dtype)
     split = lambda x, labels, n: (x[:n].reshape(n, 1, 28, 28).astype(dtype), labels[:n])  # noqa: E731
-    losses, _, _, val_errors = get_training_stats(cnn, (split(*data.train, 600), split(*data.val, 200), None),
-                                                  3, 32, rng=rng)
+    losses, _, _, val_errors = trainer.train_model(cnn, split(*data.train, 600), split(*data.val, 200), 3, 32, rng)
     assert losses[0] > losses[1] > losses[2]
     assert val_errors[-1] < 0.3
     assert engine.operation_list == []  # evaluation recorded nothing
-
-
-# --------------------------------------------------------------------------- the runner
-@pytest.fixture
-def digits(tmp_path):
-    """160 training and 40 validation digits of the bundled sample, in the course's folder layout."""
-    data = load_dataset(cnn_runner.DEFAULT_DATA)
-    folder = tmp_path / "digits"
-    folder.mkdir()
-    for name, (x, labels), n in (("train", data.train, 160), ("val", data.val, 40)):
-        np.save(folder / f"{name}_data.npy", (x[:n] * 255).round().astype(np.uint8))
-        np.save(folder / f"{name}_labels.npy", labels[:n])
-    return folder
-
-
-def test_runner_trains_and_reports_times(digits, capsys):
-    """One epoch on a small folder: exit 0, one epoch line, the accuracy, wall and CPU time."""
-    status = cnn_runner.main(["--epochs", "1", "--batch-size", "32", "--data", str(digits)])
-    out = capsys.readouterr().out
-    assert status == 0
-    assert "epoch 1/1" in out and "validation accuracy" in out
-    assert "wall time" in out and "CPU time" in out
-    assert "Conv2d(1, 16, kernel_size=5" in out and "float32" in out
-
-
-def test_runner_stops_when_the_loss_diverges(digits, capsys):
-    """A learning rate far too large: exit 1, naming where the loss stopped being finite, suggesting a smaller one."""
-    assert cnn_runner.main(["--epochs", "1", "--lr", "1e30", "--data", str(digits)]) == 1
-    err = capsys.readouterr().err
-    assert "the training loss became nan at epoch 1" in err and "--lr 1e+29" in err
-
-
-def test_runner_runs_as_a_script(digits):
-    """``python hw/cnn_runner.py`` from any folder, the way students run it."""
-    result = subprocess.run([sys.executable, cnn_runner.__file__, "--epochs", "1", "--data", str(digits)],
-                            capture_output=True, text=True, cwd=str(digits), timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "validation accuracy" in result.stdout
-
-
-def test_runner_refuses_images_it_cannot_read(tmp_path, capsys):
-    """Non-square and too-small images exit with status 2 and say why."""
-    for features, message in ((50, "square images"), (64, "too small")):
-        folder = tmp_path / str(features)
-        folder.mkdir()
-        for name in ("train", "val"):
-            np.save(folder / f"{name}_data.npy", np.zeros((4, features), dtype=np.uint8))
-            np.save(folder / f"{name}_labels.npy", np.arange(4) % 2)
-        assert cnn_runner.main(["--epochs", "1", "--data", str(folder)]) == 2
-        assert message in capsys.readouterr().err
-
-
-def test_train_cnn_is_deterministic(digits):
-    """The training core, called as a function (here on a small CNN): the same seed gives the same curves."""
-    data = load_dataset(str(digits))
-    runs = []
-    for _ in range(2):
-        rng = np.random.default_rng(3)
-        engine = Autograd()
-        cnn = CNN((1, 28, 28), 10, [2], [5], nn.SoftmaxCrossEntropy(engine), lr=0.05, autograd_engine=engine,
-                  rng=rng)
-        runs.append(cnn_runner.train_cnn(cnn, data, epochs=2, batch_size=40, rng=rng))
-    assert runs[0] == runs[1] and set(runs[0]) == {"train_loss", "train_error", "val_loss", "val_error"}

@@ -5,51 +5,26 @@ API driven by a model that is not the MLP.
 Most tests call ``main(argv)`` in-process on a tiny data set in the course layout;
 a few run ``python hw/mlp_runner.py`` as a script, the way students do.
 """
-import argparse
 import io
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from hw import mlp_runner, trainer  # noqa: E402
-
-RUNNER = os.path.join(REPO_ROOT, "hw", "mlp_runner.py")
-STAT_KEYS = {"train_loss", "train_error", "val_loss", "val_error"}
+from hw_helpers import STAT_KEYS, run_main, run_script, stats_of, write_image_folder
+from hw import mlp_runner, trainer
 
 
 @pytest.fixture
 def tiny(tmp_path):
-    """A learnable 3-class problem of 8x8 uint8 images in the course layout (60 train, 15 val, 15 test)."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 60), ("val", 15), ("test", 15)):
-        labels = np.arange(n) % 3
-        images = rng.integers(0, 60, (n, 64))
-        images[np.arange(n)[:, None], labels[:, None] * 20 + np.arange(20)] += 180  # a bright stripe per class
-        np.save(folder / f"{split}_data.npy", images.astype(np.uint8))
-        np.save(folder / f"{split}_labels.npy", labels)
-    return folder
+    """8x8 images of 3 classes in the course layout: 60 train, 15 val, 15 test."""
+    return write_image_folder(tmp_path / "tiny")
 
 
 def run(capsys, *argv):
-    """Run the runner in-process; return (exit status, stdout, stderr)."""
-    status = mlp_runner.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def stats_of(outdir):
-    with open(os.path.join(str(outdir), "stats.json")) as file:
-        return json.load(file)
+    """Run the MLP runner in-process; return (exit status, stdout, stderr)."""
+    return run_main(mlp_runner.main, capsys, *argv)
 
 
 def tiny_run(capsys, tiny, outdir, *extra):
@@ -224,26 +199,6 @@ def test_an_unwritten_homework_part_is_named(capsys, tiny, tmp_path, monkeypatch
     status, _, err = tiny_run(capsys, tiny, tmp_path)
     assert status == 1
     assert "not written yet: stub in" in err and "TODO: MLP.forward" in err
-
-
-def test_help_shows_every_default_in_the_form_the_flag_accepts(capsys):
-    with pytest.raises(SystemExit):
-        mlp_runner.main(["--help"])
-    text = " ".join(capsys.readouterr().out.split())  # argparse wraps long help lines
-    assert "(default: 128,64)" in text and "[128, 64]" not in text
-    parser = mlp_runner.build_parser()
-    for action in parser._actions:
-        if action.default not in (None, argparse.SUPPRESS) and action.option_strings:
-            shown = f"(default: {action.default})"
-            assert shown in text, action.option_strings
-            if isinstance(action.default, str) and action.type is not None:  # the shown text parses back
-                parser.parse_args([action.option_strings[0], action.default])
-    assert parser.parse_args([]).hiddens == [128, 64]
-
-
-def write_split(folder, split, images, labels):
-    np.save(folder / f"{split}_data.npy", images)
-    np.save(folder / f"{split}_labels.npy", labels)
 
 
 @pytest.mark.parametrize("split, labels, message", [
@@ -464,22 +419,9 @@ def test_progress_line_is_silent_when_not_a_terminal():
 
 
 # ---------------------------------------------------------------------------- as a script
-def script(tmp_path, *argv):
-    """Run ``python hw/mlp_runner.py ARGV`` from another folder, without the repository on PYTHONPATH."""
-    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, RUNNER] + [str(a) for a in argv], cwd=str(tmp_path), env=environment,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
-
-
-def test_script_trains_from_any_folder(tiny, tmp_path):
-    completed = script(tmp_path, "--data", tiny, "--epochs", 1, "--hiddens", "8")
-    assert completed.returncode == 0, completed.stderr
-    assert "epoch 1/1" in completed.stdout and "test: loss" in completed.stdout
-    assert set(stats_of(tmp_path / "out")) == STAT_KEYS  # the default --outdir is ./out
-
-
 def test_script_exit_statuses(tiny, tmp_path):
-    bad_lr = script(tmp_path, "--lr", "0")
+    bad_lr = run_script("mlp_runner.py", tmp_path, "--lr", "0")
     assert bad_lr.returncode == 2 and "--lr: must be a positive number" in bad_lr.stderr
-    diverged = script(tmp_path, "--data", tiny, "--epochs", 1, "--batch-size", 60, "--lr", "1e200")
+    diverged = run_script("mlp_runner.py", tmp_path, "--data", tiny, "--epochs", 1, "--batch-size", 60,
+                          "--lr", "1e200")
     assert diverged.returncode == 1 and "the validation loss became nan after epoch 1" in diverged.stderr

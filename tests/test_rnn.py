@@ -1,8 +1,8 @@
-"""The RNN pack: new primitives, RNNCell/GRUCell/Recurrent against NumPy and finite differences, the trainer.
+"""The RNN pack: new primitives, RNNCell/GRUCell/Recurrent against NumPy and finite differences, the GRU classifier.
 
-The PyTorch oracle for the same tables is tests/test_rnn_torch_oracle.py.
+The PyTorch oracle for the same tables is tests/test_rnn_torch_oracle.py; the runner,
+hw/rnn_runner.py, is tested in tests/test_hw_runners.py.
 """
-import json
 import warnings
 
 import numpy as np
@@ -233,15 +233,15 @@ def test_base_cell_forward_is_abstract():
         rnn_module.RecurrentCell(2, 2, Autograd())(np.ones((1, 2)))
 
 
-# --------------------------------------------------------------------------- the classifier and its trainer
+# --------------------------------------------------------------------------- the classifier
 def _tiny_split(rng, n, dtype=np.float64):
     return rng.random((n, 28 * 28)).astype(dtype), rng.integers(0, 10, n)
 
 
 def test_classifier_reads_rows_as_time_steps():
     """(N, 784) and (N, 28, 28) give the same scores; float32 parameters keep float32 gradients."""
-    from hw.mlp import one_hot
     from hw.rnn import GRUClassifier
+    from hw.trainer import one_hot
 
     engine = Autograd()
     model = GRUClassifier(28, 8, 10, engine, lr=0.01, steps=28, rng=np.random.default_rng(0))
@@ -258,93 +258,3 @@ def test_classifier_reads_rows_as_time_steps():
     with pytest.raises(ValueError, match=r"expected images of shape \(N, 28 \* 28\) or \(N, 28, 28\), got "
                                          r"shape \(4, 30\)"):
         model.forward(np.ones((4, 30)))
-
-
-def test_train_gru_learns_and_repeats_with_a_seed():
-    from hw.rnn import train_gru
-
-    rng = np.random.default_rng(0)
-    dset = (_tiny_split(rng, 120), _tiny_split(rng, 40), None)
-    x0 = dset[0][0].copy()
-    runs = [train_gru(dset, hidden_size=8, epochs=3, batch_size=20, seed=3)[1] for _ in range(2)]
-    assert runs[0] == runs[1]
-    train_loss = runs[0][0]
-    assert len(train_loss) == 3 and train_loss[-1] < train_loss[0]
-    np.testing.assert_array_equal(dset[0][0], x0)  # the caller's data is not changed
-    model, other = train_gru(dset, hidden_size=8, epochs=3, batch_size=20, seed=4)
-    assert other != runs[0] and model.dtype == np.float32 and model.optimizer.lr == pytest.approx(0.005 * 0.8 ** 3)
-
-
-def test_picture_of_one_step_leaves_the_model_unchanged():
-    from hw.mlp import one_hot
-    from hw.rnn import GRUClassifier, picture_of_one_step
-
-    engine = Autograd()
-    model = GRUClassifier(28, 4, 10, engine, lr=0.01, steps=28, rng=np.random.default_rng(0))
-    before = [p.copy() for p, _ in model.parameters()]
-    x, labels = _tiny_split(np.random.default_rng(1), 3, np.float32)
-    picture = picture_of_one_step(model, x, one_hot(labels, 10, np.float32))
-    assert len(picture.steps) == 28 * 21 + 3 and picture.has_gradients
-    assert engine.operation_list == [] and not any(g.any() for _, g in model.parameters())
-    assert all(np.array_equal(p, q) for (p, _), q in zip(model.parameters(), before))
-
-
-@pytest.fixture
-def tiny_data(tmp_path):
-    """A course-layout folder: 60 training and 20 validation 28x28 images, no test split."""
-    rng = np.random.default_rng(5)
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for split, n in (("train", 60), ("val", 20)):
-        x, labels = _tiny_split(rng, n)
-        np.save(folder / f"{split}_data.npy", (x * 255).astype(np.uint8))
-        np.save(folder / f"{split}_labels.npy", labels)
-    return folder
-
-
-def test_runner_trains_writes_stats_and_a_picture(capsys, tiny_data, tmp_path):
-    from hw import rnn_runner
-
-    outdir, picture = tmp_path / "out", tmp_path / "step.svg"
-    status = rnn_runner.main(["--data", str(tiny_data), "--epochs", "2", "--hidden-size", "6",
-                              "--batch-size", "30", "--outdir", str(outdir), "--picture", str(picture),
-                              "--dtype", "float64"])
-    out = capsys.readouterr().out
-    assert status == 0, out
-    stats = json.loads((outdir / "stats.json").read_text())
-    assert sorted(stats) == ["train_error", "train_loss", "val_error", "val_loss"]
-    assert all(len(values) == 2 for values in stats.values())
-    assert "epoch 2/2" in out and "float64" in out and "CPU time" in out
-    assert f"validation accuracy {100 * (1 - stats['val_error'][-1]):.2f}%" in out
-    assert picture.read_text().startswith("<svg")
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--lr-decay", "0"], "must be in (0, 1], got 0"),
-    (["--hidden-size", "0"], "must be at least 1, got 0"),
-    (["--dtype", "float16"], "invalid choice: 'float16'"),
-])
-def test_runner_refuses_bad_arguments(capsys, argv, message):
-    from hw import rnn_runner
-
-    with pytest.raises(SystemExit) as exit_info:
-        rnn_runner.main(argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
-
-
-def test_runner_refuses_a_picture_it_cannot_draw(capsys):
-    from hw import rnn_runner
-
-    assert rnn_runner.main(["--picture", "step.png"]) == 2
-    assert "--picture step.png: the file name must end in .svg, .dot or .gv" in capsys.readouterr().err
-
-
-def test_runner_refuses_images_that_are_not_rows_of_28(capsys, tmp_path):
-    from hw import rnn_runner
-
-    for split in ("train", "val"):
-        np.save(tmp_path / f"{split}_data.npy", np.zeros((10, 30), np.uint8))
-        np.save(tmp_path / f"{split}_labels.npy", np.arange(10))
-    assert rnn_runner.main(["--data", str(tmp_path)]) == 2
-    assert "images have 30 pixels, not a whole number of rows of 28" in capsys.readouterr().err
-
