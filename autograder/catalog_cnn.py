@@ -179,15 +179,15 @@ def layer_tests():
                  {"x": ties(2245, (1, 2, 7, 7)), "grad_output": normal(2246, (1, 2, 3, 3))},
                  [check("forward output y", ["y"], 2.0), check("gradient of x", ["dx"], 2.0)],
                  "batch of 1, ties (whole numbers 0-2), 3x3 windows, stride 2"),
-            layer_case("MaxPool2d", {"kernel_size": 2, "stride": 1}, 2247, (2, 2, 5, 4), "float32, stride 1",
-                       dtype=F32),
+            layer_case("MaxPool2d", {"kernel_size": 2}, 2247, (2, 2, 5, 4), "float32, stride 2 on 5x4 (the last row "
+                       "in no window)", dtype=F32),
         ]),
         test("layers/MeanPool2d", 4, ["_Pool2d.forward", "meanpool2d_backward"], "MeanPool2d(kernel_size, stride)", [
             layer_case("MeanPool2d", {"kernel_size": 2}, 2251, (2, 3, 6, 6), "kernel 2 (stride 2 by default)"),
             layer_case("MeanPool2d", {"kernel_size": 3, "stride": 2}, 2255, (1, 2, 7, 7),
                        "batch of 1, 3x3 windows, stride 2"),
-            layer_case("MeanPool2d", {"kernel_size": 2, "stride": 3}, 2259, (2, 2, 8, 7),
-                       "float32, 2x2 windows 3 apart", dtype=F32),
+            layer_case("MeanPool2d", {"kernel_size": 2, "stride": 3}, 2259, (2, 1, 8, 7),
+                       "float32, one channel, 2x2 windows 3 apart", dtype=F32),
         ]),
         test("layers/Flatten", 2, ["Flatten.forward", "flatten_backward"], "Flatten: (N, C, ...) -> (N, C * ...)", [
             layer_case("Flatten", {}, 2261, (2, 3, 4, 4), "x (2, 3, 4, 4)"),
@@ -284,8 +284,8 @@ def cnn_tests():
         test("cnn/train_step", 5, CNN_STEP_USES, "zero_grads, forward, backward (from a given gradient of the "
              "output), step", [
                  train(ONE_BLOCK, 2331, "one block, batch of 3, lr 0.1, momentum 0.5", momentum=0.5),
-                 train(TWO_BLOCKS, 2335, "float32, two blocks, batch of 2, lr 0.05, momentum 0.9", dtype=F32,
-                       batch=2, lr=0.05, momentum=0.9),
+                 train(TWO_BLOCKS, 2335, "float32, two blocks, batch of 1, lr 0.05, momentum 0.9", dtype=F32,
+                       batch=1, lr=0.05, momentum=0.9),
              ]),
         test("cnn/train_step_on_your_engine", 3, CNN_STEP_USES + ["Autograd.add_operation", "Autograd.backward"],
              "the same training step on your own Autograd engine", [

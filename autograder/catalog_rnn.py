@@ -141,8 +141,9 @@ def sequence_tests():
              "time", [
                  recurrent_case(gru(LAST), 4301, 2, 3, 4, "GRU, batch of 2, 4 steps, no h0: the last hidden state",
                                 steps=4, with_h=False),
-                 recurrent_case(recurrent_params("RNNCell", sequence=EVERY), 4311, 3, 2, 3,
-                                "RNN (tanh), 5 steps, h0 given, every step's hidden state", steps=5),
+                 recurrent_case(recurrent_params("RNNCell", sequence=EVERY), 4311, 1, 2, 3,
+                                "float32, RNN (tanh), batch of 1, 5 steps, h0 given, every step's hidden state",
+                                steps=5, dtype=F32),
                  recurrent_case(gru(LAST), 4321, 1, 3, 2, "GRU, batch of 1, one time step, h0 given", steps=1),
                  recurrent_case(gru(EVERY), 4331, 2, 2, 3, "float32, GRU, 3 steps, every step's hidden state",
                                 steps=3, dtype=F32),

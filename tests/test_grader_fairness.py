@@ -54,7 +54,7 @@ def test_every_kind_of_input_a_hidden_test_grades_appears_in_a_public_test():
 
 
 def test_the_fixtures_carry_the_kinds_of_the_catalog():
-    for stem, tests in make_fixtures.test_sets():
+    for _, stem, tests in make_fixtures.test_sets():
         with open(stem + ".json") as handle:
             stored = [(c["unit"], c["kinds"]) for t in json.load(handle)["tests"] for c in t["cases"]]
         assert stored == [(c.unit, c.kinds) for t in tests for c in t.cases]
