@@ -370,10 +370,33 @@ def test_public_tests_show_the_odd_inputs(pack):
 
 
 @pytest.mark.parametrize("pack", PACKS)
-def test_each_test_uses_a_block_of_its_own_pack(pack):
+def test_each_test_uses_a_block_of_its_own_pack(pack, monkeypatch):
+    handout.check_uses(pack)
     blocks = handout.blocks_by_pack(pack)
-    for test in grading.select_tests(hidden=True, pack=pack):
-        assert set(test.uses) <= set().union(*blocks.values()) and set(test.uses) & blocks[pack], test.name
+    assert all(blocks.values()) and set(blocks) == {p.name for p in packs.chain(pack)}
+    if pack != "mlp":  # a test of the pack that ran only the base pack's code would pass with --solved mlp
+        only_mlp = grading.load_tests(grading.public_stem(pack))[:1]
+        only_mlp[0].uses = ["MLP.forward"]
+        monkeypatch.setattr(grading, "load_tests", lambda stem, hidden=False: only_mlp)
+        with pytest.raises(handout.MarkerError, match="uses no solution block of the .* pack itself"):
+            handout.check_uses(pack)
+
+
+def test_each_pack_has_its_own_given_code_manifest():
+    cnn = grading.given_of(grading.select_tests(pack="cnn"))
+    assert "im2col" in cnn["mytorch/nn/functional_cnn.py"] and "add_backward" in cnn["mytorch/nn/functional.py"]
+    assert not any("cnn" in path or "rnn" in path for path in grading.given_of(grading.select_tests(pack="mlp")))
+    files = reference_files()
+    path = "mytorch/nn/functional_cnn.py"
+    files[path] = files[path].replace(b"def im2col(x, kernel):\n", b"def im2col(x, kernel):\n    x = x * 1\n")
+    assert [change.split(" (line")[0] for change in grading.given_changes(files, cnn)] == [f"im2col in {path}"]
+
+
+def test_a_handin_holds_the_homeworks_files_under_hw(tmp_path):
+    write_tree(str(tmp_path), reference_files())
+    (tmp_path / "hw" / "cnn_runner.py").write_text("print('not handed in')\n")
+    files, _ = grading.submission.read_submission(str(tmp_path))
+    assert {"hw/mlp.py", "hw/cnn.py", "hw/rnn.py"} <= set(files) and "hw/cnn_runner.py" not in files
 
 
 # --------------------------------------------------------------------- expected values, independently
