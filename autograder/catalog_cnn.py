@@ -249,18 +249,18 @@ ONE_BLOCK = ((1, 8, 8), (3,), (3,), 4)  # input (C, H, W), channels, kernels, cl
 TWO_BLOCKS = ((2, 12, 10), (3, 4), (3, 2), 3)
 
 
+def train_case(shape, seed, note, dtype=np.float64, batch=3, **more):
+    """A training step of the CNN of ``shape`` (input, channels, kernels, classes) from a given output gradient."""
+    params = cnn_params(*shape, mode="train_step", **more)
+    return case("model", params, cnn_arrays(seed, params, dtype=dtype, batch=batch),
+                [check("output", ["output"], 1.0),
+                 check("W and b after the step", layer_names(len(shape[1]) + 1, ("W", "b")), 2.0)], note)
+
+
 def cnn_tests():
     """The public tests of hw/cnn.py's CNN (20 points)."""
     one, two = cnn_params(*ONE_BLOCK, mode="forward"), cnn_params(*TWO_BLOCKS, mode="forward")
     forward = [check("output (returned and cnn.output)", ["output", "cnn.output"])]
-
-    def train(shape, seed, note, dtype=np.float64, batch=3, **more):
-        params = cnn_params(*shape, mode="train_step", **more)
-        layers = len(shape[1]) + 1
-        return case("model", params, cnn_arrays(seed, params, dtype=dtype, batch=batch),
-                    [check("output", ["output"], 1.0), check("W and b after the step",
-                                                             layer_names(layers, ("W", "b")), 2.0)], note)
-
     return [
         test("cnn/forward", 5, CNN_FORWARD_USES, "forward through every layer", [
             case("model", one, cnn_arrays(2301, one, batch=3), forward,
@@ -283,13 +283,13 @@ def cnn_tests():
         ]),
         test("cnn/train_step", 5, CNN_STEP_USES, "zero_grads, forward, backward (from a given gradient of the "
              "output), step", [
-                 train(ONE_BLOCK, 2331, "one block, batch of 3, lr 0.1, momentum 0.5", momentum=0.5),
-                 train(TWO_BLOCKS, 2335, "float32, two blocks, batch of 1, lr 0.05, momentum 0.9", dtype=F32,
+                 train_case(ONE_BLOCK, 2331, "one block, batch of 3, lr 0.1, momentum 0.5", momentum=0.5),
+                 train_case(TWO_BLOCKS, 2335, "float32, two blocks, batch of 1, lr 0.05, momentum 0.9", dtype=F32,
                        batch=1, lr=0.05, momentum=0.9),
              ]),
         test("cnn/train_step_on_your_engine", 3, CNN_STEP_USES + ["Autograd.add_operation", "Autograd.backward"],
              "the same training step on your own Autograd engine", [
-                 train(TWO_BLOCKS, 2341, "two blocks, batch of 2, lr 0.1, momentum 0.9", batch=2, momentum=0.9,
+                 train_case(TWO_BLOCKS, 2341, "two blocks, batch of 2, lr 0.1, momentum 0.9", batch=2, momentum=0.9,
                        engine="student"),
              ]),
     ]

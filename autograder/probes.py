@@ -558,28 +558,45 @@ def probe_mlp(sub, arrays, params, out):
     with_update_hint(engine, lambda: mlp_case(sub, mlp_module, mlp, engine, arrays, params, out))
 
 
-def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
-    layers = mlp.linear_layers
+def give_layers(layers, arrays):
+    """Give layer i ``W{i}``, ``b{i}`` and ``dW{i}``, ``db{i}``, ``momentum_W{i}``, ``momentum_b{i}`` (zeros
+    when not in ``arrays``)."""
     for i, layer in enumerate(layers):
         layer.W, layer.b = np.array(arrays[f"W{i}"]), np.array(arrays[f"b{i}"])
         for attribute, source in (("dW", "W"), ("db", "b"), ("momentum_W", "W"), ("momentum_b", "b")):
             given = arrays.get(f"{attribute}{i}")
             setattr(layer, attribute, np.zeros_like(getattr(layer, source)) if given is None else np.array(given))
+
+
+def shared_mode(sub, engine, model, layers, arrays, params, out, name):
+    """The modes the MLP and the CNN (``name``: "mlp", "cnn") share: forward, zero_grads, step; False for
+    another mode."""
     mode = params["mode"]
     if mode == "forward":
-        out["output"] = snapshot(mlp.forward(np.array(arrays["x"])), "forward did not return an array")
-        out["mlp.output"] = snapshot(mlp.output, "forward did not keep its result in mlp.output")
+        out["output"] = snapshot(model.forward(np.array(arrays["x"])), "forward did not return an array")
+        out[f"{name}.output"] = snapshot(model.output, f"forward did not keep its result in {name}.output")
     elif mode == "zero_grads":
         dummy = np.ones(2)
         engine.add_operation([dummy], dummy.view(), [None], sub.F.identity_backward)
-        mlp.zero_grads()
+        model.zero_grads()
         out["tape_length"] = len(engine.operation_list)
         report_layers(layers, out, ("dW", "db"))
     elif mode == "step":
         for _ in range(params["steps"]):
-            mlp.step()
+            model.step()
         report_layers(layers, out, ("W", "b", "momentum_W", "momentum_b"))
-    elif mode == "total_loss":
+    else:
+        return False
+    return True
+
+
+def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
+    layers = mlp.linear_layers
+    give_layers(layers, arrays)
+    mode = params["mode"]
+    if shared_mode(sub, engine, mlp, layers, arrays, params, out, "mlp"):
+        return
+    if mode == "total_loss":
         mlp.output = np.array(arrays["output"])
         out["total_loss"] = number(mlp.total_loss(np.array(arrays["labels"])), "MLP.total_loss")
     elif mode == "train_step":
@@ -708,26 +725,11 @@ def cnn_case(sub, engine, arrays, params, out):
                             params["kernel_sizes"], sub.nn.SoftmaxCrossEntropy(engine), params["lr"], engine,
                             momentum=params["momentum"], dtype=arrays["W0"].dtype)
     layers = [layer for layer in cnn.layers if hasattr(layer, "W")]  # the convolutions, then the Linear
-    for i, layer in enumerate(layers):
-        layer.W, layer.b = np.array(arrays[f"W{i}"]), np.array(arrays[f"b{i}"])
-        for attribute, source in (("dW", "W"), ("db", "b"), ("momentum_W", "W"), ("momentum_b", "b")):
-            given = arrays.get(f"{attribute}{i}")
-            setattr(layer, attribute, np.zeros_like(getattr(layer, source)) if given is None else np.array(given))
+    give_layers(layers, arrays)
     mode = params["mode"]
-    if mode == "forward":
-        out["output"] = snapshot(cnn.forward(np.array(arrays["x"])), "forward did not return an array")
-        out["cnn.output"] = snapshot(cnn.output, "forward did not keep its result in cnn.output")
-    elif mode == "zero_grads":
-        dummy = np.ones(2)
-        engine.add_operation([dummy], dummy.view(), [None], sub.F.identity_backward)
-        cnn.zero_grads()
-        out["tape_length"] = len(engine.operation_list)
-        report_layers(layers, out, ("dW", "db"))
-    elif mode == "step":
-        for _ in range(params["steps"]):
-            cnn.step()
-        report_layers(layers, out, ("W", "b", "momentum_W", "momentum_b"))
-    elif mode == "train_step":
+    if shared_mode(sub, engine, cnn, layers, arrays, params, out, "cnn"):
+        return
+    if mode == "train_step":
         cnn.zero_grads()
         out["output"] = snapshot(cnn.forward(np.array(arrays["x"])), "forward did not return an array")
         engine.backward(arrays["grad_output"])

@@ -3,12 +3,10 @@
 Other seeds and shapes for every primitive and layer, float32, batches of 1, ties in max
 pooling, kernels as wide as the input, strides and padding; the model on other sizes.
 """
-import numpy as np
-
 from autograder.catalog import F32, case, check, normal, primitive_case, test
 from autograder.catalog_cnn import (
     CNN_FORWARD_USES, CNN_STEP_USES, CONV, CONV1D_USES, CONV2D_USES, RESAMPLING_USES, cnn_arrays, cnn_params,
-    conv_case, layer_case, layer_names, pool_case, resampling_case, ties,
+    conv_case, layer_case, layer_names, pool_case, resampling_case, ties, train_case,
 )
 
 SMALL = ((1, 9, 7), (2,), (2,), 3)  # input (C, H, W), channels, kernels, classes
@@ -97,12 +95,6 @@ def layer_tests():
 
 
 def cnn_tests():
-    def train(shape, seed, note, dtype=F32, batch=2, **more):
-        params = cnn_params(*shape, mode="train_step", **more)
-        return case("model", params, cnn_arrays(seed, params, dtype=dtype, batch=batch),
-                    [check("output", ["output"], 1.0),
-                     check("W and b after the step", layer_names(len(shape[1]) + 1, ("W", "b")), 2.0)], note)
-
     forward = cnn_params(*DEEP, mode="forward")
     return [
         test("cnn/forward", 2, CNN_FORWARD_USES, "other sizes", [
@@ -118,12 +110,12 @@ def cnn_tests():
                  "one step, lr 0.05, momentum 0.5"),
         ]),
         test("cnn/train_step", 2, CNN_STEP_USES, "other sizes, float32, batch of 1", [
-            train(SMALL, 3321, "float32, batch of 1, momentum 0.9", batch=1, momentum=0.9),
-            train(DEEP, 3325, "two blocks, batch of 3", dtype=np.float64, batch=3, lr=0.05),
+            train_case(SMALL, 3321, "float32, batch of 1, momentum 0.9", dtype=F32, batch=1, momentum=0.9),
+            train_case(DEEP, 3325, "two blocks, batch of 3", lr=0.05),
         ]),
         test("cnn/train_step_on_your_engine", 1, CNN_STEP_USES + ["Autograd.add_operation", "Autograd.backward"],
              "on your engine, other sizes", [
-                 train(SMALL, 3331, "one block, batch of 3", dtype=np.float64, batch=3, momentum=0.9, engine="student"),
+                 train_case(SMALL, 3331, "one block, batch of 3", momentum=0.9, engine="student"),
              ]),
     ]
 
