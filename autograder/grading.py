@@ -32,8 +32,8 @@ def hidden_stem(pack):
     return os.path.join(HERE, "hidden", packs.get(pack).hidden)
 
 
-PUBLIC, HIDDEN = public_stem("mlp"), hidden_stem("mlp")  # the MLP homework's
-SECTIONS = tuple(packs.get("mlp").sections)
+PUBLIC, HIDDEN = public_stem(packs.DEFAULT), hidden_stem(packs.DEFAULT)  # the MLP homework's
+SECTIONS = tuple(packs.get(packs.DEFAULT).sections)
 STATUS_ORDER = ("passed", "failed", "error", "out of memory", "timeout")  # later ones win
 TOLERANCES = {"float64": (1e-9, 1e-6), "float32": (1e-5, 1e-4)}  # dtype -> (atol, rtol)
 OUTPUT_LINES = 15  # lines of a test's printed output shown in its feedback
