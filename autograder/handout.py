@@ -24,6 +24,7 @@ import shutil
 import stat
 import sys
 import tarfile
+import time
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -312,7 +313,7 @@ def readme(pack, todos, metadata, solved_packs=()):
     fields = {"todo_list": todo_list(own), "earlier": earlier_work(pack, todos, solved_packs),
               "requires_python": metadata["requires_python"], "numpy": metadata["numpy"],
               "sections": ", ".join(this.sections), "trainer": this.trainer,
-              "handin": " and ".join(packs.handin(pack))}
+              "handin": " and ".join(f"`{path}`" for path in packs.handin(pack))}
     for key, value in fields.items():
         template = template.replace("{" + key + "}", value)
     return template
@@ -365,9 +366,9 @@ def tarball_script(pack):
 
 
 def fixture_files(pack, hidden=False):
-    """The paths under autograder/ of the fixtures of ``pack``: its public ones and its bases' (so a
-    handout can check the code brought from the earlier homework), and with ``hidden`` its hidden ones only
-    besides its public ones (a bundle grades that pack alone)."""
+    """The paths under autograder/ of the fixtures a grader of ``pack`` ships: for a handout, the public
+    fixtures of the pack and of its bases (so students can check the code they bring from the earlier
+    homework); with ``hidden``, for a bundle, the pack's public and hidden fixtures (it grades that pack alone)."""
     chosen = [packs.get(pack)] if hidden else packs.chain(pack)
     paths = [f"fixtures/{p.public}{ext}" for p in chosen for ext in (".json", ".npz")]
     if hidden:
@@ -380,7 +381,7 @@ def fixture_files(pack, hidden=False):
 
 def grader_sources(pack=packs.DEFAULT, hidden=False):
     """(source path, path under autograder/) of each grader file of ``pack``'s handout (with ``hidden``: of
-    its bundle). The pack's name (pack.txt) is written by ``write_grader``."""
+    its bundle); the callers also write ``packs.PACK_FILE``, the pack's name."""
     relpaths = GRADER_FILES + tuple(fixture_files(pack, hidden))
     return ([(os.path.join(ROOT, "autograder", relpath), relpath) for relpath in relpaths]
             + [(os.path.join(ROOT, source), relpath) for relpath, source in GRADER_COPIES.items()])
@@ -454,9 +455,13 @@ python3 autograder/runner.py --pack {pack} --submission /autograder/submission -
 
 
 def grader_members(pack=packs.DEFAULT):
-    """(archive path, file path) of ``pack``'s grader with its public and hidden tests (never the reference
-    solution); the bundle also gets autograder/pack.txt (``packs.PACK_FILE``), written from ``pack``."""
-    return [(f"autograder/{relpath}", source) for source, relpath in grader_sources(pack, hidden=True)]
+    """(archive path, bytes) of ``pack``'s grader with its public and hidden tests (never the reference
+    solution), and its name in autograder/pack.txt."""
+    members = []
+    for source, relpath in grader_sources(pack, hidden=True):
+        with open(source, "rb") as handle:
+            members.append((f"autograder/{relpath}", handle.read()))
+    return members + [(f"autograder/{packs.PACK_FILE}", f"{pack}\n".encode())]
 
 
 def zip_name(path):
@@ -471,16 +476,14 @@ def zip_name(path):
 
 def build_gradescope(zip_path, pack=packs.DEFAULT):
     """Write ``pack``'s Gradescope bundle: setup.sh, run_autograder, the grader with public and hidden tests."""
-    members = grader_members(pack)
+    scripts = [("setup.sh", setup_script(project_metadata()).encode()),
+               ("run_autograder", RUN_AUTOGRADER.format(pack=pack).encode())]
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, text in (("setup.sh", setup_script(project_metadata())),
-                           ("run_autograder", RUN_AUTOGRADER.format(pack=pack))):
+        for name, data in scripts + grader_members(pack):
             info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFREG | 0o755) << 16
-            bundle.writestr(info, text)
-        for name, path in members:
-            bundle.write(path, name)
-        bundle.writestr(f"autograder/{packs.PACK_FILE}", f"{pack}\n")
+            info.external_attr = (stat.S_IFREG | (0o755 if (name, data) in scripts else 0o644)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, data)
 
 
 AUTOGRADE_MAKEFILE = """\
@@ -565,16 +568,13 @@ def build_autolab(folder, pack=packs.DEFAULT):
     metadata = project_metadata()
     zeros = json.dumps({"scores": {name: 0 for name in problems}})
     os.makedirs(folder, exist_ok=True)
+    now = int(time.time())
     with tarfile.open(os.path.join(folder, "autograde.tar"), "w", format=tarfile.PAX_FORMAT) as archive:
-        def add(name, data):
+        for name, data in members:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0o644, 0, 0, "root", "root"
+            info.mtime = now
             archive.addfile(info, io.BytesIO(data))
-
-        for name, path in members:
-            with open(path, "rb") as handle:
-                add(name, handle.read())
-        add(f"autograder/{packs.PACK_FILE}", f"{pack}\n".encode())
     instructions = autolab_instructions(pack, problems, metadata)
     write_file(os.path.join(folder, "autograde-Makefile"),
                AUTOGRADE_MAKEFILE.format(zeros=zeros, requires_python=metadata["requires_python"], pack=pack,
