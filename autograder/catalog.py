@@ -288,8 +288,8 @@ def recurrent_kinds(params, inputs):
     if len(x) == 1:
         found.add("batch of 1")
     found.add("h given" if "h" in inputs else "no h (zeros)")
-    found.add(f"{params.get('options', {}).get('nonlinearity', 'tanh')} nonlinearity" if params["cell"] == "RNNCell"
-              else "GRU")
+    if params["cell"] == "RNNCell":
+        found.add(f"{params.get('options', {}).get('nonlinearity', 'tanh')} nonlinearity")
     sequence = params.get("sequence")
     if sequence is not None:
         found.add("one time step" if x.shape[1] == 1 else "several time steps")
