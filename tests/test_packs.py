@@ -19,12 +19,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 
 import numpy as np
 import pytest
 
-from autograder import catalog_cnn, catalog_rnn, grading, handout, packs, probes
+from autograder import catalog_cnn, catalog_rnn, grading, handout, make_fixtures, packs, probes
 from helpers import numeric_gradient
 from test_autograder import FAST, patched, reference_files, write_tree
 
@@ -77,6 +78,14 @@ def test_every_file_of_mytorch_and_hw_belongs_to_one_pack():
 def test_the_checkouts_create_tarball_is_the_mlp_packs():
     with open(os.path.join(ROOT, "create_tarball.sh")) as handle:
         assert handout.tarball_script("mlp") == handle.read()
+
+
+@pytest.mark.parametrize("pack", PACKS)
+def test_each_packs_fixtures_are_checked_alone(pack, capsys):
+    assert make_fixtures.main(["--pack", pack, "--check"]) == 0
+    stems = [f"autograder/fixtures/{packs.get(pack).public} (", f"autograder/hidden/{packs.get(pack).hidden} ("]
+    out = capsys.readouterr().out
+    assert all(stem in out for stem in stems) and out.count(" tests)") == 2
 
 
 def test_an_unknown_pack_is_named_with_the_packs():
@@ -337,6 +346,45 @@ def test_the_autolab_makefile_passes_the_instructors_choices_to_the_grader(packs
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout.splitlines()[-1]) == {"scores": {k: float(v) for k, v in
                                                                    packs.get("rnn").sections.items()}}
+
+
+def test_on_a_host_without_user_namespaces_the_autolab_job_does_what_its_instructions_say(packs_built):
+    """Autolab's case (an ordinary user whose kernel refuses user namespaces): by default the hidden tests are
+    refused and every problem scores 0 with the reason; GRADER_FLAGS=--allow-unisolated grades them anyway,
+    with notes saying what is missing; HIDDEN= grades the public tests only."""
+    from test_grader_isolation import AS_ROOT, LAUNCHER, USER
+
+    if not AS_ROOT:
+        pytest.skip("simulating an ordinary user without user namespaces needs root")
+    uid = USER + 2
+    spec = {"kind": "map", "uid": uid, "map": f"{uid} {uid} 1", "no_userns": True, "grader": ROOT}
+    base = tempfile.mkdtemp(prefix="mytorch-autolab-")
+    try:
+        os.chmod(base, 0o711)
+        expected = dict(packs.get("rnn").sections, hidden=hidden_points("rnn"))
+        outcomes = {}
+        for name, args in (("default", []), ("unisolated", ["GRADER_FLAGS=--allow-unisolated"]),
+                           ("public only", ["HIDDEN="])):
+            job = os.path.join(base, name.replace(" ", "-"))
+            shutil.copytree(packs_built["built"]["rnn"]["job"], job, ignore=shutil.ignore_patterns("autograder", "*.out"))
+            for folder, _, names in os.walk(job):
+                os.chown(folder, uid, uid)
+                for entry in names:
+                    os.chown(os.path.join(folder, entry), uid, uid)
+            command = [shutil.which("make"), f"PYTHON={sys.executable}"] + args
+            outcomes[name] = run([sys.executable, "-c", LAUNCHER, json.dumps(spec)] + command, job,
+                                 env={"PATH": os.defpath, "HOME": job, "TMPDIR": job, "LANG": "C.UTF-8"})
+        for name, made in outcomes.items():
+            assert made.returncode == 0, (name, made.stdout[-2000:], made.stderr[-2000:])
+        scores = {name: json.loads(made.stdout.splitlines()[-1])["scores"] for name, made in outcomes.items()}
+        assert scores["default"] == dict.fromkeys(expected, 0)
+        assert "the hidden tests were not run, because on this host" in outcomes["default"].stdout
+        assert "--allow-unisolated" in outcomes["default"].stdout
+        assert scores["unisolated"] == {k: float(v) for k, v in expected.items()}
+        assert "Note: the tests ran as the grader's own user" in outcomes["unisolated"].stdout
+        assert scores["public only"] == {k: float(v) for k, v in packs.get("rnn").sections.items()}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------- fair tests
