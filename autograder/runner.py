@@ -11,8 +11,9 @@
     --staff-report FILE (with --submission or --batch) also writes the full report for staff:
         the student-visible one shows hidden tests' failures in words only
 
-PACK is the homework, one of those below (default: this grader's own, the one of its handout or
-bundle; the first in the project's checkout). The packs and their sections:
+PACK is the homework, one of those below (default: this grader's own, named in the
+autograder/pack.txt of its handout or bundle; mlp in the project's checkout). The packs and
+their sections:
 """
 
 import argparse
