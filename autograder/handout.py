@@ -24,6 +24,7 @@ import shutil
 import stat
 import sys
 import tarfile
+import textwrap
 import time
 import zipfile
 
@@ -292,16 +293,19 @@ def earlier_work(pack, todos, solved_packs):
         return ""
     titles = " and ".join(base.title for base in bases)
     if all(base.name in solved_packs for base in bases):
-        return (f"## The code from {titles}\n\nThis homework runs on the engine and layers of {titles}. In this "
-                "handout they are given complete (the course staff's version): you need not write them again.\n")
+        return (f"## The code from {titles}\n\n" + textwrap.fill(
+            f"This homework runs on the engine and layers of {titles}. In this handout they are given complete "
+            "(the course staff's version): you need not write them again.", 100) + "\n")
     earlier = {path: names for path, names in todos.items() if packs.owner(path) != pack}
     checks = " ".join(f"`python autograder/runner.py --pack {base.name}`" for base in bases
                       if base.name not in solved_packs)
-    return (f"## Your code from {titles}\n\nThis homework runs on the engine and layers you wrote in {titles}. "
-            "In this handout they are that homework's stubs again: **bring your code from the earlier homework** "
-            "(copy your finished functions, or whole files, over these; its files are the same):\n\n"
-            f"{todo_list(earlier)}\n\n{checks} grades them with that homework's public tests. The tests of this "
-            "homework use them too: until they are in, the tests that run them score 0.\n")
+    return (f"## Your code from {titles}\n\n" + textwrap.fill(
+        f"This homework runs on the engine and layers you wrote in {titles}. In this handout they are that "
+        "homework's stubs again: **bring your code from the earlier homework**: copy your finished functions, or "
+        "the whole files listed here, over these (not the `__init__.py` files: this homework's register its "
+        "own modules too):", 100) + f"\n\n{todo_list(earlier)}\n\n" + textwrap.fill(
+        f"{checks} grades them with that homework's public tests. The tests of this homework use them too: until "
+        "they are in, the tests that run them score 0.", 100) + "\n")
 
 
 def readme(pack, todos, metadata, solved_packs=()):
