@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import stat
-import threading
 import time
 import tokenize
 
@@ -38,10 +37,6 @@ SECTIONS = tuple(packs.get(packs.DEFAULT).sections)
 STATUS_ORDER = ("passed", "failed", "error", "out of memory", "timeout")  # later ones win
 TOLERANCES = {"float64": (1e-9, 1e-6), "float32": (1e-5, 1e-4)}  # dtype -> (atol, rtol)
 OUTPUT_LINES = 15  # lines of a test's printed output shown in its feedback
-# ast.parse in two threads at once (``--batch --jobs 2`` reads two submissions' given code) can fail with
-# "SystemError: AST constructor recursion depth mismatch" (CPython keeps that counter per interpreter;
-# python/cpython#106905): one parse at a time.
-PARSE_LOCK = threading.Lock()
 
 
 class Options:
@@ -360,7 +355,7 @@ def function_digests(text):
                 found[prefix + child.name] = (child.lineno, child.end_lineno,
                                               code_digest(lines[first - 1:child.end_lineno], first, skip))
 
-    with PARSE_LOCK:
+    with wire.AST_LOCK:  # (see there)
         tree = ast.parse(text)
     visit(tree, "")
     return found

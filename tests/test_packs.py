@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+import time
 import zipfile
 
 import numpy as np
@@ -386,6 +388,49 @@ def test_on_a_host_without_user_namespaces_the_autolab_job_does_what_its_instruc
         assert scores["public only"] == {k: float(v) for k, v in packs.get("rnn").sections.items()}
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --------------------------------------------------------------------- grading in threads
+class Finalized:
+    """Cyclic garbage whose finalizer runs Python code: the collector may run it in the middle of building an
+    AST, and the interpreter may then switch threads (what the grader's sandboxes and archives do)."""
+
+    def __del__(self):
+        sum(range(50))
+
+
+def test_two_threads_read_results_and_given_code_at_once():
+    """--jobs 2: one thread reads a test's result arrays (NumPy reads each .npy header with ast.literal_eval)
+    while the other digests given code (ast.parse); CPython's AST building is not thread-safe, so without
+    wire.AST_LOCK this raised "SystemError: AST constructor recursion depth mismatch" within a second."""
+    with open(os.path.join(ROOT, "mytorch", "nn", "functional_cnn.py")) as handle:
+        text = handle.read()
+    message = grading.wire.encode({"case": 0}, {"grad0": np.zeros((3, 4)), "grad1": np.ones(2, np.float32)})
+    errors, stop = [], []
+
+    def hammer(work):
+        while not stop:
+            a, b = Finalized(), Finalized()
+            a.other, b.other = b, a
+            try:
+                work()
+            except SystemError as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=hammer, args=(lambda: grading.function_digests(text),)),
+               threading.Thread(target=hammer, args=(lambda: grading.wire.decode(message),))]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+    finally:
+        stop.append(True)
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(switch)
+    assert errors == []
 
 
 # --------------------------------------------------------------------- fair tests
