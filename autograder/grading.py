@@ -86,7 +86,7 @@ def load_tests(stem, hidden=False):
     """The tests in ``stem``.json and their arrays in ``stem``.npz."""
     with open(stem + ".json") as handle:
         meta = json.load(handle)
-    with np.load(stem + ".npz", allow_pickle=False) as archive:
+    with wire.AST_LOCK, np.load(stem + ".npz", allow_pickle=False) as archive:  # (.npy headers: see wire.AST_LOCK)
         arrays = {name: archive[name] for name in archive.files}
     tests = []
     for t, test in enumerate(meta["tests"]):
