@@ -1,6 +1,7 @@
 #!/bin/sh
-# Pack your work into handin.tar: every .py file under mytorch/, and hw/mlp.py. Nothing else
-# (no caches, data, tests or autograder). Run it from anywhere: sh create_tarball.sh
+# Pack your work into handin.tar: every .py file under mytorch/, and your homework's files under hw/
+# (the handin line below). Nothing else (no caches, data, tests or autograder). Run it from anywhere:
+# sh create_tarball.sh
 # It refuses, and says why, if a required file is missing or your code does not import; an older
 # handin.tar is then renamed handin.tar.old, so that a stale one is never handed in by mistake.
 # It warns when functions are still the handout's stubs (they score 0).
@@ -40,9 +41,15 @@ refuse() {
     exit 1
 }
 
-required="mytorch/__init__.py mytorch/autograd_engine.py mytorch/utils.py mytorch/nn/__init__.py
-mytorch/nn/functional.py mytorch/nn/modules/__init__.py mytorch/nn/modules/activation.py
-mytorch/nn/modules/linear.py mytorch/nn/modules/loss.py hw/mlp.py"
+# The homework this folder is, what it hands in under hw/ and the files it requires
+# (autograder/handout.py writes these three lines for each homework).
+pack=mlp
+handin="hw/mlp.py"
+required="mytorch/__init__.py mytorch/_tape_rules.py mytorch/autograd_engine.py mytorch/gradcheck.py
+mytorch/utils.py mytorch/nn/__init__.py mytorch/nn/functional.py mytorch/nn/modules/__init__.py
+mytorch/nn/modules/activation.py mytorch/nn/modules/linear.py mytorch/nn/modules/loss.py
+mytorch/tape_picture.py hw/mlp.py"
+
 missing=""
 for f in $required; do
     [ -f "$f" ] || missing="$missing $f"
@@ -53,8 +60,9 @@ PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" > /dev/null 2>&1 || PYTHON=python
 command -v "$PYTHON" > /dev/null 2>&1 || refuse "no python3 or python found to check that your code imports (set PYTHON=/path/to/python)"
 
-# Import this folder's mytorch and hw/mlp.py (never an installed copy) without writing caches.
-if ! "$PYTHON" -B - << 'PY'
+# Import this folder's mytorch and hand-in files under hw/ (never an installed copy) without writing
+# caches, as the grader does.
+if ! "$PYTHON" -B - $handin << 'PY'
 import importlib.util, os, sys
 here = os.getcwd()
 sys.path.insert(0, here)
@@ -63,8 +71,11 @@ try:
     where = os.path.realpath(mytorch.__file__)
     if not where.startswith(os.path.realpath(here) + os.sep):
         sys.exit(f"mytorch was imported from {where}, not from this folder")
-    spec = importlib.util.spec_from_file_location("hw.mlp", os.path.join(here, "hw", "mlp.py"))
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    for path in sys.argv[1:]:  # hw/mlp.py -> the module hw.mlp
+        name = path[:-len(".py")].replace("/", ".")
+        spec = importlib.util.spec_from_file_location(name, os.path.join(here, path))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
 except SystemExit:
     raise
 except BaseException as error:
@@ -80,7 +91,9 @@ list=$(mktemp)
 partial=handin.tar.partial
 trap 'rm -f "$list" "$partial"' EXIT
 find mytorch -type f -name '*.py' ! -path '*/.*' ! -path '*/__pycache__/*' | LC_ALL=C sort > "$list"
-echo hw/mlp.py >> "$list"
+for f in $handin; do
+    echo "$f" >> "$list"
+done
 tar -cf "$partial" -T "$list" || refuse "tar could not write the archive (see above)"
 mv -f "$partial" handin.tar
 echo "created handin.tar with $(wc -l < "$list" | tr -d ' ') files:"
@@ -101,4 +114,4 @@ if [ "$count" -gt 0 ]; then
     echo "create_tarball.sh: warning: $count function(s) are still the handout's stubs (they raise NotImplementedError and score 0):" >&2
     printf '%s' "$stubs" >&2
 fi
-echo "Hand in handin.tar (a TA grades it with: python autograder/runner.py --submission handin.tar --hidden)."
+echo "Hand in handin.tar (a TA grades it with: python autograder/runner.py --pack $pack --submission handin.tar --hidden)."

@@ -104,16 +104,19 @@ NEAR_ZERO = 1e-6
 def unit_of(probe, params):
     if probe == "primitive":
         return params["name"]
-    if probe == "module":
+    if probe in ("module", "layer"):
         return params["module"]
     if probe == "graph":
         return "Autograd"
-    return f"MLP {params['mode']}"
+    if probe == "recurrent":
+        return params["cell"] if params.get("sequence") is None else f"Recurrent({params['cell']})"
+    return f"{params.get('model', 'MLP')} {params['mode']}"
 
 
 def kinds_of(probe, params, inputs):
     """The kinds of input a case shows, as short phrases, derived from its data and parameters."""
-    finder = {"primitive": primitive_kinds, "module": module_kinds, "graph": graph_kinds, "mlp": mlp_kinds}[probe]
+    finder = {"primitive": primitive_kinds, "module": module_kinds, "graph": graph_kinds, "mlp": mlp_kinds,
+              "layer": layer_kinds, "recurrent": recurrent_kinds, "model": model_kinds}[probe]
     return set(finder(params, inputs))
 
 
@@ -179,6 +182,138 @@ def primitive_kinds(params, inputs):
         found.add("one-hot targets" if is_one_hot(args[0]) else "probability targets")
         if not np.all(inputs["grad_output"] == 1):
             found.add("grad_output is not 1")
+    if name in ("stack_backward", "concatenate_backward"):
+        found |= sequence_kinds(name, args, kwargs)
+    elif params.get("module") == "functional_cnn":
+        found |= cnn_primitive_kinds(name, args, kwargs)
+    return found
+
+
+def layout_kinds(x):
+    """The batch, channels and spatial sizes of an input laid out (N, C, *spatial)."""
+    found = {"batch of 1"} if len(x) == 1 else set()
+    found.add("one channel" if x.shape[1] == 1 else "several channels")
+    if any(n % 2 for n in x.shape[2:]):
+        found.add("an odd size")
+    if len(set(x.shape[2:])) > 1:
+        found.add("not square")
+    return found
+
+
+def window_kinds(spatial, window, stride):
+    """How windows of sizes ``window``, ``stride`` apart, cover an input of sizes ``spatial``."""
+    found = {"stride > 1"} if stride > 1 else set()
+    if any(k == n for k, n in zip(window, spatial)):
+        found.add("window as wide as the input")
+    if all(k == 1 for k in window):
+        found.add("window of 1")
+    if stride < max(window):
+        found.add("overlapping windows")
+    if stride > min(window):
+        found.add("windows skip entries")
+    if any((n - k) % stride for n, k in zip(spatial, window)):
+        found.add("entries after the last window")
+    return found
+
+
+def factor_kinds(spatial, factor, down):
+    found = {"factor 1"} if factor == 1 else {"factor > 1"}
+    if down and any(n % factor for n in spatial):
+        found.add("size not a multiple of the factor")
+    return found
+
+
+def pool_ties(x, kernel_size, stride):
+    """'ties' when a pooling window of ``x`` holds its maximum more than once."""
+    view = np.lib.stride_tricks.sliding_window_view(x, (kernel_size, kernel_size), axis=(2, 3))[
+        :, :, ::stride, ::stride]
+    count = np.sum(view == view.max(axis=(-2, -1), keepdims=True), axis=(-2, -1))
+    return {"ties"} if np.any(count > 1) else set()
+
+
+def cnn_primitive_kinds(name, args, kwargs):
+    x = args[0]
+    found = layout_kinds(x)
+    if name.startswith("conv"):
+        W = args[1]
+        found |= window_kinds(x.shape[2:], W.shape[2:], 1)
+        found.add("one output channel" if W.shape[0] == 1 else "several output channels")
+    elif name.startswith(("downsampling", "upsampling")):
+        found |= factor_kinds(x.shape[2:], kwargs["factor"], name.startswith("down"))
+    elif name.startswith(("maxpool", "meanpool")):
+        found |= window_kinds(x.shape[2:], (kwargs["kernel_size"],) * 2, kwargs["stride"])
+        if name.startswith("max"):
+            found |= pool_ties(x, kwargs["kernel_size"], kwargs["stride"])
+    return found
+
+
+def sequence_kinds(name, args, kwargs):
+    found = {axis_kind(kwargs).replace("axis=None", "axis 0 (the default)")}
+    found.add("one input" if len(args) == 1 else "several inputs")
+    if any(a.ndim == 0 for a in args):
+        found.add("0-d inputs")
+    axis = kwargs.get("axis", 0)
+    if name == "concatenate_backward" and len({a.shape[axis] for a in args}) > 1:
+        found.add("inputs of different sizes along the axis")
+    return found
+
+
+def layer_kinds(params, inputs):
+    x, options, name = inputs["x"], params.get("options", {}), params["module"]
+    found = value_kinds([x]) - {"3-D or more"}
+    if x.ndim >= 3:
+        found |= layout_kinds(x)
+    if name in ("Conv1d", "Conv2d"):
+        padding, W = options.get("padding", 0), inputs["W"]
+        found |= {"padding"} if padding else set()
+        found |= window_kinds([n + 2 * padding for n in x.shape[2:]], W.shape[2:], options.get("stride", 1))
+        found.add("one output channel" if W.shape[0] == 1 else "several output channels")
+    elif name in ("MaxPool2d", "MeanPool2d"):
+        kernel = options["kernel_size"]
+        stride = options.get("stride") or kernel
+        found |= window_kinds(x.shape[2:], (kernel, kernel), stride)
+        if name == "MaxPool2d":
+            found |= pool_ties(x, kernel, stride)
+    elif name == "Flatten":
+        found.add(f"{x.ndim}-D input")
+    else:  # the resampling modules
+        found |= factor_kinds(x.shape[2:], options["factor"], name.startswith("Down"))
+    return found
+
+
+def recurrent_kinds(params, inputs):
+    x = inputs["x"]
+    found = value_kinds([x] + [inputs[name] for name in ("h", "weight_ih") if name in inputs])
+    found.discard("3-D or more")  # a sequence is always 3-D
+    if len(x) == 1:
+        found.add("batch of 1")
+    found.add("h given" if "h" in inputs else "no h (zeros)")
+    if params["cell"] == "RNNCell":
+        found.add(f"{params.get('options', {}).get('nonlinearity', 'tanh')} nonlinearity")
+    sequence = params.get("sequence")
+    if sequence is not None:
+        found.add("one time step" if x.shape[1] == 1 else "several time steps")
+        if sequence.get("return_sequence"):
+            found.add("every step's hidden state returned")
+    if params.get("engine") == "student":
+        found.add("on your engine")
+    return found
+
+
+def model_kinds(params, inputs):
+    first = inputs["W0"] if params["model"] == "CNN" else inputs["p0"]
+    found = value_kinds([first])
+    found.discard("3-D or more")  # convolution weights always are
+    if "x" in inputs and len(inputs["x"]) == 1:
+        found.add("batch of 1")
+    if params["model"] == "CNN":
+        found.add(f"{len(params['channels'])} convolution block{'s' * (len(params['channels']) > 1)}")
+        if params["momentum"]:
+            found.add("momentum")
+    elif "x" in inputs:
+        found.add("images as flat rows" if inputs["x"].ndim == 2 else "images as sequences (N, T, I)")
+    if params.get("engine") == "student":
+        found.add("on your engine")
     return found
 
 
@@ -291,8 +426,11 @@ INPUT_NAMES = {1: ("a",), 2: ("a", "b")}
 
 
 def primitive_case(name, inputs, note, seed, kwargs=None, array_kwargs=None, weights=None, grad_output=None,
-                   names=None):
-    """A case calling ``name(grad_output, *inputs, **kwargs)``; one check per input gradient."""
+                   names=None, module=None):
+    """A case calling ``name(grad_output, *inputs, **kwargs)``; one check per input gradient.
+
+    ``module`` names the primitive's file under mytorch/nn/ when it is not functional.py.
+    """
     kwargs = kwargs or {}
     arrays = {f"in{i}": a for i, a in enumerate(inputs)}
     forward_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
@@ -307,6 +445,8 @@ def primitive_case(name, inputs, note, seed, kwargs=None, array_kwargs=None, wei
               for i, (label, w) in enumerate(zip(names, weights)) if w]
     params = {"name": name, "n_inputs": len(inputs), "kwargs": kwargs,
               "array_kwargs": {k: k for k in (array_kwargs or {})}}
+    if module:
+        params["module"] = module
     return case("primitive", params, arrays, checks, note)
 
 

@@ -13,17 +13,27 @@ import re
 import signal
 import stat
 import time
-import threading
 import tokenize
 
 import numpy as np
 
-from autograder import sandbox, submission, wire
+from autograder import packs, sandbox, submission, wire
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PUBLIC = os.path.join(HERE, "fixtures", "public")
-HIDDEN = os.path.join(HERE, "hidden", "hidden")
-SECTIONS = ("autograd", "functional", "activation", "linear", "loss", "mlp")
+
+
+def public_stem(pack):
+    """Where the public tests of ``pack`` are: ``stem``.json and ``stem``.npz."""
+    return os.path.join(HERE, "fixtures", packs.get(pack).public)
+
+
+def hidden_stem(pack):
+    """Where the hidden tests of ``pack`` are (never in a handout)."""
+    return os.path.join(HERE, "hidden", packs.get(pack).hidden)
+
+
+PUBLIC, HIDDEN = public_stem(packs.DEFAULT), hidden_stem(packs.DEFAULT)  # the MLP homework's
+SECTIONS = tuple(packs.get(packs.DEFAULT).sections)
 STATUS_ORDER = ("passed", "failed", "error", "out of memory", "timeout")  # later ones win
 TOLERANCES = {"float64": (1e-9, 1e-6), "float32": (1e-5, 1e-4)}  # dtype -> (atol, rtol)
 OUTPUT_LINES = 15  # lines of a test's printed output shown in its feedback
@@ -54,7 +64,8 @@ class Options:
 class Test:
     """One test: metadata, and per case its probe, inputs, checks and expected outputs."""
 
-    def __init__(self, meta, cases, hidden):
+    def __init__(self, meta, cases, hidden, pack=packs.DEFAULT):
+        self.pack = pack
         self.name = meta["name"]
         self.section = meta["section"]
         self.points = meta["points"]
@@ -75,7 +86,7 @@ def load_tests(stem, hidden=False):
     """The tests in ``stem``.json and their arrays in ``stem``.npz."""
     with open(stem + ".json") as handle:
         meta = json.load(handle)
-    with np.load(stem + ".npz", allow_pickle=False) as archive:
+    with wire.AST_LOCK, np.load(stem + ".npz", allow_pickle=False) as archive:  # (.npy headers: see wire.AST_LOCK)
         arrays = {name: archive[name] for name in archive.files}
     tests = []
     for t, test in enumerate(meta["tests"]):
@@ -86,7 +97,7 @@ def load_tests(stem, hidden=False):
             expected.update({name: arrays[f"t{t}|c{c}|out|{name}"] for name in case["arrays"]})
             hints = {name: arrays[f"t{t}|c{c}|hint|{name}"] for name in case.get("hints", [])}
             cases.append(dict(case, inputs=inputs, expected=expected, hints=hints))
-        tests.append(Test(test, cases, hidden))
+        tests.append(Test(test, cases, hidden, meta.get("pack", packs.DEFAULT)))
     return tests
 
 
@@ -94,6 +105,15 @@ def load_given(stem=PUBLIC):
     """{file: {function: digest}} of the functions the handout gives (not TODOs), from ``stem``.json."""
     with open(stem + ".json") as handle:
         return json.load(handle).get("given", {})
+
+
+def given_of(tests):
+    """The given-code manifest of the packs of ``tests`` (each pack's public fixtures hold its own)."""
+    given = {}
+    for pack in sorted({test.pack for test in tests}):
+        for relpath, functions in load_given(public_stem(pack)).items():
+            given.setdefault(relpath, {}).update(functions)
+    return given
 
 
 def link_kinds(public, hidden):
@@ -111,7 +131,7 @@ def link_kinds(public, hidden):
 
 def protect_hidden():
     """When root, make the hidden tests readable by root only (the sandbox user must not read them)."""
-    folder = os.path.dirname(HIDDEN)
+    folder = os.path.join(HERE, "hidden")
     if os.geteuid() == 0 and os.path.isdir(folder):
         os.chmod(folder, stat.S_IRWXU)
         for name in os.listdir(folder):
@@ -120,17 +140,26 @@ def protect_hidden():
                 os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
 
-def select_tests(sections=(), hidden=False):
-    """The public tests (of ``sections``, all if empty), plus the hidden ones if asked."""
-    unknown = [s for s in sections if s not in SECTIONS]
+def select_tests(sections=(), hidden=False, pack=None):
+    """The public tests of ``pack`` (of ``sections``, all if empty), plus the hidden ones if asked.
+
+    ``pack`` defaults to the pack of this grader (``packs.default``: a handout's or a bundle's own,
+    the mlp pack in the project's checkout).
+    """
+    pack = packs.get(pack or packs.default()).name
+    sections_of = tuple(packs.get(pack).sections)
+    unknown = [s for s in sections if s not in sections_of]
     if unknown:
-        raise ValueError(f"unknown section(s) {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
-    tests = load_tests(PUBLIC)
+        raise ValueError(f"unknown section(s) {', '.join(unknown)}; the sections of the {pack} pack are "
+                         f"{', '.join(sections_of)}")
+    if not os.path.exists(public_stem(pack) + ".json"):
+        raise ValueError(f"the {pack} pack's tests are not here (this grader is the {packs.default()} pack's)")
+    tests = load_tests(public_stem(pack))
     protect_hidden()
     if hidden:
-        if not os.path.exists(HIDDEN + ".json"):
+        if not os.path.exists(hidden_stem(pack) + ".json"):
             raise ValueError("--hidden: the hidden tests are not here (autograder/hidden/ is not in the handout)")
-        hidden_tests = load_tests(HIDDEN, hidden=True)
+        hidden_tests = load_tests(hidden_stem(pack), hidden=True)
         link_kinds(tests, hidden_tests)
         tests += hidden_tests
     return [t for t in tests if not sections or t.section in sections]
@@ -306,11 +335,6 @@ def nonempty_subsets(ndim):
 
 
 # --------------------------------------------------------------------- given code the submission changed
-# ast.parse is not thread-safe on CPython 3.11 (concurrent calls can raise "SystemError: AST constructor
-# recursion depth mismatch"), and a batch grades its submissions in threads.
-PARSE_LOCK = threading.Lock()
-
-
 def function_digests(text):
     """{qualified name: (first line, last line, digest)} of every function and method in Python source ``text``.
 
@@ -331,7 +355,7 @@ def function_digests(text):
                 found[prefix + child.name] = (child.lineno, child.end_lineno,
                                               code_digest(lines[first - 1:child.end_lineno], first, skip))
 
-    with PARSE_LOCK:
+    with wire.AST_LOCK:  # (see there)
         tree = ast.parse(text)
     visit(tree, "")
     return found
@@ -495,8 +519,8 @@ def read_results(test, frames):
 
     ``errors`` maps each error text (once, however many cases raised it) to its status. The test
     process sends an import error, or one frame per case in order; WireError if a frame cannot
-    be read or is not the one expected next. A case whose error is an import failure (hw/mlp.py)
-    counts as the test's import error.
+    be read or is not the one expected next. A case whose error is an import failure (a file under
+    hw/, such as hw/mlp.py) counts as the test's import error.
     """
     results, import_error, statuses, errors = {}, None, [], {}
     for message in wire.split_frames(frames, limit=len(test.cases) + 1):
@@ -634,7 +658,7 @@ def hidden_feedback(test, status, first, words, problem, unreadable, errors, imp
     if "failed" in errors.values():
         lines.append("your code returned something the test could not use (a wrong type, count or shape)")
     if import_error:
-        lines.append("importing your code (hw/mlp.py) failed")
+        lines.append("importing your code (a file under hw/) failed")
     shown = {}
     for case in test.cases:
         for name, number in case.get("shown_in", []):
@@ -715,7 +739,7 @@ def grade(path, tests, options, batch=None):
                                           f"{error}", elapsed=time.monotonic() - start)
     own_tree = os.path.realpath(path) == os.path.realpath(sandbox.GRADER_ROOT)  # the local run
     try:
-        given = given_changes(files, load_given())
+        given = given_changes(files, given_of(tests))
     except Exception as error:  # a grader bug in this extra check must not cost the submission its grade
         given = []
         notes.append(f"the grader could not compare the given code with the handout's ({type(error).__name__}: "

@@ -1,7 +1,10 @@
 """Regenerate the expected values of every test from the reference solution.
 
-    python autograder/make_fixtures.py          # rewrite fixtures/public.* and hidden/hidden.*
-    python autograder/make_fixtures.py --check  # exit 1 if the files differ from a fresh run
+    python autograder/make_fixtures.py [--pack PACK | --all]          # rewrite the fixtures of every pack (or one)
+    python autograder/make_fixtures.py [--pack PACK | --all] --check  # exit 1 if they differ from a fresh run
+
+Each pack (``packs.py``) has its public fixtures in ``fixtures/`` (the MLP's ``public.*``,
+the CNN's ``cnn_public.*``, ...) and its hidden ones in ``hidden/``.
 
 Runs the probes in this process on the reference ``mytorch`` of this checkout (it
 refuses any other copy) and stores inputs and expected outputs as JSON + npz.
@@ -24,12 +27,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if sys.path[0] != ROOT:
     sys.path.insert(0, ROOT)
 
-from autograder import catalog, grading, handout, probes, submission  # noqa: E402
+import importlib  # noqa: E402
+
+from autograder import grading, handout, packs, probes, submission  # noqa: E402
 
 
-def build(tests, sub):
-    """(meta, arrays) for ``tests`` (``catalog.CatalogTest``s): expected outputs from running each case on ``sub``."""
-    meta, arrays = {"version": 1, "tests": []}, {}
+def build(tests, sub, pack=packs.DEFAULT):
+    """(meta, arrays) for ``tests`` (``catalog.CatalogTest``s) of ``pack``: expected outputs from running each
+    case on ``sub``."""
+    meta, arrays = {"version": 1, "pack": pack, "tests": []}, {}
     for t, spec in enumerate(tests):
         if not spec.uses:
             raise ValueError(f"{spec.name}: a test must name the solution blocks it uses")
@@ -84,11 +90,12 @@ def diagnosis_hints(sub, case):
     return {}
 
 
-def given_functions(root=ROOT):
-    """{file: {function: digest}} of the functions of the student files that hold no solution block:
-    the code the handout gives, which the grader checks the submission left alone."""
+def given_functions(root=ROOT, pack=packs.DEFAULT):
+    """{file: {function: digest}} of the functions of the student files of ``pack``'s handout (its own and
+    its bases') that hold no solution block: the code the handout gives, which the grader checks the
+    submission left alone."""
     manifest = {}
-    for relpath in handout.student_files(root):
+    for relpath in handout.student_files(root, pack):
         if not submission.wanted(relpath):
             continue
         with open(os.path.join(root, relpath), encoding="utf-8") as handle:
@@ -137,29 +144,44 @@ def array_difference(stored, fresh):
     return f"differs by up to {float(np.nanmax(np.abs(stored - fresh))):.3g} (atol {atol:g}, rtol {rtol:g})"
 
 
-def test_sets():
-    """(stem, tests) for the public set and, when present, the hidden set."""
-    sets = [(grading.PUBLIC, catalog.public_tests())]
-    if os.path.exists(os.path.join(ROOT, "autograder", "hidden", "catalog.py")):
-        from autograder.hidden import catalog as hidden_catalog
-
-        sets.append((grading.HIDDEN, hidden_catalog.hidden_tests()))
+def test_sets(names=tuple(packs.PACKS)):
+    """(pack, stem, tests) for the public set and, when its catalog is here, the hidden set of each pack."""
+    sets = []
+    for name in names:
+        pack = packs.get(name)
+        sets.append((name, grading.public_stem(name), importlib.import_module(pack.catalog).public_tests()))
+        hidden = os.path.join(ROOT, *pack.hidden_catalog.split(".")) + ".py"
+        if os.path.exists(hidden):
+            sets.append((name, grading.hidden_stem(name), importlib.import_module(pack.hidden_catalog).hidden_tests()))
     return sets
+
+
+def check_points(name, tests):
+    """SystemExit unless the public ``tests`` of pack ``name`` give each section the points packs.py says."""
+    found = {}
+    for t in tests:
+        found[t.section] = found.get(t.section, 0) + t.points
+    expected = packs.get(name).sections
+    if found != expected or list(found) != list(expected) or sum(found.values()) != 100:
+        raise SystemExit(f"make_fixtures: the public tests of the {name} pack give the sections {found} "
+                         f"({sum(found.values())} points), but autograder/packs.py says {expected} (100 points)")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--pack", choices=list(packs.PACKS), help="only this pack's fixtures")
+    which.add_argument("--all", action="store_true", help="every pack's fixtures (the default)")
     args = parser.parse_args(argv)
     sub = probes.load_submission(ROOT)
-    public_points = sum(t.points for t in catalog.public_tests())
-    if public_points != 100:
-        raise SystemExit(f"make_fixtures: the public tests are worth {public_points} points, not 100")
     problems, checked = [], []
-    for stem, tests in test_sets():
-        meta, arrays = build(tests, sub)
-        if stem == grading.PUBLIC:
-            meta["given"] = given_functions()
+    for name, stem, tests in test_sets([args.pack] if args.pack else tuple(packs.PACKS)):
+        if stem == grading.public_stem(name):
+            check_points(name, tests)
+        meta, arrays = build(tests, sub, name)
+        if stem == grading.public_stem(name):
+            meta["given"] = given_functions(pack=name)
         if args.check:
             problems += differences(stem, meta, arrays)
             checked.append(f"{os.path.relpath(stem, ROOT)} ({len(tests)} tests)")

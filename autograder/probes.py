@@ -96,36 +96,48 @@ def seal(namespace):
 
 # --------------------------------------------------------------------- the submission
 class Submission:
-    """The student's imported ``mytorch`` (``Autograd``, ``nn``, ``F``) and, on demand, ``hw/mlp.py``."""
+    """The student's imported ``mytorch`` (``Autograd``, ``nn``, ``F``) and, on demand, its other primitive
+    files (``functional``) and its files under ``hw/`` (``hw``)."""
 
     def __init__(self, root, mytorch):
         self.root = root
         self.Autograd = mytorch.autograd_engine.Autograd
         self.nn = mytorch.nn
         self.F = mytorch.nn.functional
-        self._mlp = None
+        self._hw = {}
 
-    def mlp(self):
-        """The submission's ``hw/mlp.py``, loaded from its file on first use.
+    def functional(self, name):
+        """The submission's ``mytorch/nn/<name>.py`` (``functional``, ``functional_cnn``, ...)."""
+        module = importlib.import_module(f"mytorch.nn.{name}")
+        check_location(self.root)
+        return module
+
+    def hw(self, name):
+        """The submission's ``hw/<name>.py`` (as the module ``hw.<name>``), loaded from its file on first use.
 
         An exception raised while importing it is marked (``failed_import``), so its feedback
         says the import failed and the report shows it once for all the tests it stops.
         """
-        if self._mlp is None:
-            path = os.path.join(self.root, "hw", "mlp.py")
+        if name not in self._hw:
+            relpath, module_name = f"hw/{name}.py", f"hw.{name}"
+            path = os.path.join(self.root, "hw", f"{name}.py")
             try:
                 if not os.path.isfile(path):
-                    raise ImportError("hw/mlp.py is missing from the submission")
-                spec = importlib.util.spec_from_file_location("hw.mlp", path)
+                    raise ImportError(f"{relpath} is missing from the submission")
+                spec = importlib.util.spec_from_file_location(module_name, path)
                 module = importlib.util.module_from_spec(spec)
-                sys.modules["hw.mlp"] = module
+                sys.modules[module_name] = module
                 spec.loader.exec_module(module)
             except BaseException as error:
-                sys.modules.pop("hw.mlp", None)
-                error.failed_import = "hw/mlp.py"
+                sys.modules.pop(module_name, None)
+                error.failed_import = relpath
                 raise
-            self._mlp = module
-        return self._mlp
+            self._hw[name] = module
+        return self._hw[name]
+
+    def mlp(self):
+        """The submission's ``hw/mlp.py`` (see ``hw``)."""
+        return self.hw("mlp")
 
 
 def load_submission(root):
@@ -295,8 +307,11 @@ class GraderTape:
 
 # --------------------------------------------------------------------- probes
 def probe_primitive(sub, arrays, params, out):
-    """Call ``F.<name>(grad_output, *inputs, **kwargs)`` on read-only arrays; out: grad0, grad1, ..."""
-    function = getattr(sub.F, params["name"])
+    """Call ``F.<name>(grad_output, *inputs, **kwargs)`` on read-only arrays; out: grad0, grad1, ...
+
+    ``F`` is ``mytorch/nn/functional.py``, or the file ``params["module"]`` names (``functional_cnn``, ...).
+    """
+    function = getattr(sub.functional(params.get("module", "functional")), params["name"])
     inputs = [frozen(arrays[f"in{i}"]) for i in range(params["n_inputs"])]
     kwargs = {key: as_tuples(value) for key, value in params.get("kwargs", {}).items()}
     for key, name in params.get("array_kwargs", {}).items():
@@ -310,6 +325,27 @@ def log_softmax(x):
     """log(softmax(x)) over the last axis, computed stably."""
     shifted = x - x.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def windows(x, kernel, stride=1):
+    """The windows of ``x`` (N, C, *spatial): a read-only view (N, C, *out, *kernel), ``stride`` apart."""
+    view = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=tuple(range(2, x.ndim)))
+    return view[(slice(None), slice(None)) + (slice(None, None, stride),) * len(kernel)]
+
+
+def conv_stride1(x, W, b):
+    """Cross-correlation of x (N, C_in, *spatial) with W (C_out, C_in, *kernel), plus b (C_out,), as PyTorch's."""
+    dims = W.ndim - 2
+    positions, offsets = "pq"[:dims], "kl"[:dims]
+    out = np.einsum(f"nc{positions}{offsets},oc{offsets}->no{positions}", windows(x, W.shape[2:]), W)
+    return out + b.reshape((-1,) + (1,) * dims)
+
+
+def upsampling(x, factor):
+    """x (N, C, *spatial) with ``factor - 1`` zeros inserted between neighbours along each spatial axis."""
+    out = np.zeros(x.shape[:2] + tuple((n - 1) * factor + 1 for n in x.shape[2:]), dtype=x.dtype)
+    out[(Ellipsis,) + (slice(None, None, factor),) * (x.ndim - 2)] = x
+    return out
 
 
 FORWARD = {  # the forward computation of each primitive ``<name>_backward`` a test may call or record
@@ -333,6 +369,19 @@ FORWARD = {  # the forward computation of each primitive ``<name>_backward`` a t
     "transpose": lambda a, axes=None: np.transpose(a, axes),
     "SoftmaxCrossEntropy": lambda y, y_hat: np.reshape(-np.sum(y * log_softmax(y_hat)) / y_hat.dtype.type(len(y_hat)),
                                                        (1,)),
+    # the CNN pack's (mytorch/nn/functional_cnn.py)
+    "conv1d_stride1": conv_stride1,
+    "conv2d_stride1": conv_stride1,
+    "downsampling1d": lambda x, factor: x[..., ::factor].copy(),
+    "downsampling2d": lambda x, factor: x[..., ::factor, ::factor].copy(),
+    "upsampling1d": upsampling,
+    "upsampling2d": upsampling,
+    "flatten": lambda x: x.reshape(len(x), -1).copy(),
+    "maxpool2d": lambda x, kernel_size, stride: windows(x, (kernel_size, kernel_size), stride).max(axis=(-2, -1)),
+    "meanpool2d": lambda x, kernel_size, stride: windows(x, (kernel_size, kernel_size), stride).mean(axis=(-2, -1)),
+    # the RNN pack's (mytorch/nn/functional_rnn.py)
+    "stack": lambda *arrays, axis=0: np.stack(arrays, axis=axis),
+    "concatenate": lambda *arrays, axis=0: np.concatenate(arrays, axis=axis),
 }
 
 
@@ -509,28 +558,45 @@ def probe_mlp(sub, arrays, params, out):
     with_update_hint(engine, lambda: mlp_case(sub, mlp_module, mlp, engine, arrays, params, out))
 
 
-def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
-    layers = mlp.linear_layers
+def give_layers(layers, arrays):
+    """Give layer i ``W{i}``, ``b{i}`` and ``dW{i}``, ``db{i}``, ``momentum_W{i}``, ``momentum_b{i}`` (zeros
+    when not in ``arrays``)."""
     for i, layer in enumerate(layers):
         layer.W, layer.b = np.array(arrays[f"W{i}"]), np.array(arrays[f"b{i}"])
         for attribute, source in (("dW", "W"), ("db", "b"), ("momentum_W", "W"), ("momentum_b", "b")):
             given = arrays.get(f"{attribute}{i}")
             setattr(layer, attribute, np.zeros_like(getattr(layer, source)) if given is None else np.array(given))
+
+
+def shared_mode(sub, engine, model, layers, arrays, params, out, name):
+    """The modes the MLP and the CNN (``name``: "mlp", "cnn") share: forward, zero_grads, step; False for
+    another mode."""
     mode = params["mode"]
     if mode == "forward":
-        out["output"] = snapshot(mlp.forward(np.array(arrays["x"])), "forward did not return an array")
-        out["mlp.output"] = snapshot(mlp.output, "forward did not keep its result in mlp.output")
+        out["output"] = snapshot(model.forward(np.array(arrays["x"])), "forward did not return an array")
+        out[f"{name}.output"] = snapshot(model.output, f"forward did not keep its result in {name}.output")
     elif mode == "zero_grads":
         dummy = np.ones(2)
         engine.add_operation([dummy], dummy.view(), [None], sub.F.identity_backward)
-        mlp.zero_grads()
+        model.zero_grads()
         out["tape_length"] = len(engine.operation_list)
         report_layers(layers, out, ("dW", "db"))
     elif mode == "step":
         for _ in range(params["steps"]):
-            mlp.step()
+            model.step()
         report_layers(layers, out, ("W", "b", "momentum_W", "momentum_b"))
-    elif mode == "total_loss":
+    else:
+        return False
+    return True
+
+
+def mlp_case(sub, mlp_module, mlp, engine, arrays, params, out):
+    layers = mlp.linear_layers
+    give_layers(layers, arrays)
+    mode = params["mode"]
+    if shared_mode(sub, engine, mlp, layers, arrays, params, out, "mlp"):
+        return
+    if mode == "total_loss":
         mlp.output = np.array(arrays["output"])
         out["total_loss"] = number(mlp.total_loss(np.array(arrays["labels"])), "MLP.total_loss")
     elif mode == "train_step":
@@ -567,11 +633,141 @@ def report_layers(layers, out, attributes):
             out[f"{attribute}{i}"] = snapshot(getattr(layer, attribute, None), f"layer {i} has no array {attribute}")
 
 
+# --------------------------------------------------------------------- the CNN and RNN packs
+def tape_for(sub, params):
+    """The grader's tape, or with ``params["engine"] == "student"`` the student's own Autograd."""
+    return sub.Autograd() if params.get("engine") == "student" else GraderTape()
+
+
+def gradient_on(engine, array, name):
+    """The gradient ``engine`` (the grader's tape or the student's Autograd) accumulated for ``array``."""
+    if isinstance(engine, GraderTape):
+        return gradient(engine, array, name)
+    return snapshot(engine.gradient_buffer.get_param(array), f"the buffer holds no array for {name}")
+
+
+def set_parameters(module, arrays, names, suffix=""):
+    """Give ``module`` the parameters ``names`` from ``arrays`` (``arrays[name + suffix]``), each with a zero
+    gradient array ``d<name>``."""
+    for name in names:
+        value = np.array(arrays[name + suffix])
+        setattr(module, name, value)
+        setattr(module, "d" + name, np.zeros_like(value))
+
+
+def probe_layer(sub, arrays, params, out):
+    """Run a CNN layer (``params["module"]`` of ``nn`` with ``params["options"]``) forward on the grader's tape,
+    then backward from ``grad_output``; out: y, dx, and a convolution's dW and db.
+
+    A convolution gets its sizes from the given ``W`` (C_out, C_in, K, ...) and that ``W`` and ``b``.
+    """
+    engine = GraderTape()
+    with_update_hint(engine, lambda: layer_case(sub, engine, arrays, params, out))
+
+
+def layer_case(sub, engine, arrays, params, out):
+    cls, options = getattr(sub.nn, params["module"]), params.get("options", {})
+    if "W" in arrays:
+        W = arrays["W"]
+        module = cls(W.shape[1], W.shape[0], W.shape[2], autograd_engine=engine, **options)
+        set_parameters(module, arrays, ("W", "b"))
+    else:
+        module = cls(autograd_engine=engine, **options)
+    x = np.array(arrays["x"])
+    out["y"] = snapshot(module.forward(x), "forward did not return an array")
+    engine.backward(arrays["grad_output"])
+    out["dx"] = gradient(engine, x, "x")
+    if "W" in arrays:
+        out["dW"], out["db"] = np.array(module.dW), np.array(module.db)
+
+
+RECURRENT_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def probe_recurrent(sub, arrays, params, out):
+    """Run an RNNCell or GRUCell (``params["cell"]``) one step, or unrolled over a sequence by ``nn.Recurrent``
+    (``params["sequence"]``: its options), forward then backward from ``grad_output``, on the grader's tape or
+    the student's engine; out: y, dx, dh (when ``h`` is given) and each parameter's gradient."""
+    engine = tape_for(sub, params)
+    with_update_hint(engine, lambda: recurrent_case(sub, engine, arrays, params, out))
+
+
+def recurrent_case(sub, engine, arrays, params, out):
+    input_size, hidden_size = arrays["weight_ih"].shape[1], arrays["weight_hh"].shape[1]
+    cell = getattr(sub.nn, params["cell"])(input_size, hidden_size, engine, **params.get("options", {}))
+    set_parameters(cell, arrays, RECURRENT_PARAMETERS)
+    x = np.array(arrays["x"])
+    h = np.array(arrays["h"]) if "h" in arrays else None
+    if params.get("sequence") is None:
+        y = cell.forward(x, h)
+    else:
+        y = sub.nn.Recurrent(cell).forward(x, h, **params["sequence"])
+    out["y"] = snapshot(y, "forward did not return an array")
+    engine.backward(arrays["grad_output"])
+    out["dx"] = gradient_on(engine, x, "x")
+    if h is not None:
+        out["dh"] = gradient_on(engine, h, "h")
+    for name in RECURRENT_PARAMETERS:
+        out["d" + name] = snapshot(getattr(cell, "d" + name, None), f"the cell has no array d{name}")
+
+
+def probe_model(sub, arrays, params, out):
+    """Build the pack's model (hw/cnn.py's CNN, hw/rnn.py's GRUClassifier) with given parameters and run
+    ``params["mode"]`` on the grader's tape or the student's engine."""
+    engine = tape_for(sub, params)
+    case_of = {"CNN": cnn_case, "GRUClassifier": gru_classifier_case}[params["model"]]
+    with_update_hint(engine, lambda: case_of(sub, engine, arrays, params, out))
+
+
+def cnn_case(sub, engine, arrays, params, out):
+    """The CNN's forward, zero_grads, step, or a training step whose loss gradient is ``grad_output``."""
+    cnn = sub.hw("cnn").CNN(tuple(params["input_shape"]), params["output_size"], params["channels"],
+                            params["kernel_sizes"], sub.nn.SoftmaxCrossEntropy(engine), params["lr"], engine,
+                            momentum=params["momentum"], dtype=arrays["W0"].dtype)
+    layers = [layer for layer in cnn.layers if hasattr(layer, "W")]  # the convolutions, then the Linear
+    give_layers(layers, arrays)
+    mode = params["mode"]
+    if shared_mode(sub, engine, cnn, layers, arrays, params, out, "cnn"):
+        return
+    if mode == "train_step":
+        cnn.zero_grads()
+        out["output"] = snapshot(cnn.forward(np.array(arrays["x"])), "forward did not return an array")
+        engine.backward(arrays["grad_output"])
+        cnn.step()
+        report_layers(layers, out, ("W", "b"))
+    else:
+        raise ValueError(f"probe_model: unknown mode {mode!r}")
+
+
+GRU_CLASSIFIER_GRADIENTS = ("dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh", "dW", "db")
+
+
+def gru_classifier_case(sub, engine, arrays, params, out):
+    """GRUClassifier.forward with given parameters (``p0`` ... ``p5`` in ``parameters()`` order), then backward
+    from ``grad_output``: out: output and the gradient of each parameter."""
+    model = sub.hw("rnn").GRUClassifier(params["input_size"], params["hidden_size"], params["output_size"], engine,
+                                        params["lr"], steps=params.get("steps"), dtype=arrays["p0"].dtype)
+    pairs = model.parameters()
+    if len(pairs) != len(GRU_CLASSIFIER_GRADIENTS):
+        raise ProbeFailure(f"GRUClassifier.parameters() gave {len(pairs)} pairs; it gives the GRU cell's four "
+                           "then the Linear layer's two")
+    for i, (param, grad) in enumerate(pairs):
+        param[...] = arrays[f"p{i}"]
+        grad[...] = 0
+    out["output"] = snapshot(model.forward(np.array(arrays["x"])), "forward did not return an array")
+    engine.backward(arrays["grad_output"])
+    for name, (_, grad) in zip(GRU_CLASSIFIER_GRADIENTS, pairs):
+        out[name] = np.array(grad)
+
+
 PROBES = {
     "primitive": probe_primitive,
     "graph": probe_graph,
     "module": probe_module,
     "mlp": probe_mlp,
+    "layer": probe_layer,
+    "recurrent": probe_recurrent,
+    "model": probe_model,
 }
 
 

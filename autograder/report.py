@@ -12,7 +12,6 @@ import os
 import tempfile
 
 from autograder import grading
-from autograder.grading import SECTIONS
 
 MAX_FEEDBACK = 8000  # characters of one test's feedback
 MAX_NOTE = 300  # characters of one note
@@ -87,9 +86,8 @@ def text_report(report, title, staff=False):
     for r in report.results:
         got, most = sections.get(r.section, (0.0, 0.0))
         sections[r.section] = (got + r.score, most + r.points)
-    order = [s for s in SECTIONS if s in sections]
-    lines.append("Sections: " + ", ".join(f"{s} {number(round(sections[s][0], 2))}/{number(sections[s][1])}"
-                                          for s in order))
+    lines.append("Sections: " + ", ".join(f"{s} {number(round(got, 2))}/{number(most)}"
+                                          for s, (got, most) in sections.items()))
     lines += [f"Note: {note}" for note in notes_of(report)]
     public = f"{number(report.total(hidden=False))}/{number(report.max_total(hidden=False))}"
     if any(r.hidden for r in report.results):
@@ -114,12 +112,13 @@ def import_failures(report):
 
 
 def autolab_problems(tests):
-    """{Autolab problem name: points} of ``tests``: one problem per section, plus 'hidden' for the hidden tests."""
+    """{Autolab problem name: points} of ``tests``: one problem per section (in the order of the tests),
+    then 'hidden' for the hidden tests."""
     points = {}
-    for test in tests:
+    for test in sorted(tests, key=lambda test: test.hidden):  # a stable sort: the sections keep their order
         key = "hidden" if test.hidden else test.section
         points[key] = points.get(key, 0) + test.points
-    return {key: points[key] for key in SECTIONS + ("hidden",) if key in points}
+    return points
 
 
 def autolab_line(report, tests):

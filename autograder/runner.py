@@ -1,17 +1,21 @@
 """Grade mytorch: the working tree, one submission, or a folder of submissions.
 
-    python autograder/runner.py [SECTION ...]
+    python autograder/runner.py [--pack PACK] [SECTION ...]
         grade this tree on the public tests (the student's view); the last line is
         Autolab's JSON summary
-    python autograder/runner.py --submission PATH [--hidden] [--format text|autolab|gradescope|junit] [--output FILE]
+    python autograder/runner.py [--pack PACK] --submission PATH [--hidden] [--format text|autolab|gradescope|junit]
+                                [--output FILE]
         grade a handin.tar, or a folder holding mytorch/, an archive, or one folder holding mytorch/
-    python autograder/runner.py --batch DIR --csv FILE [--jobs N] [--hidden]
+    python autograder/runner.py [--pack PACK] --batch DIR --csv FILE [--jobs N] [--hidden]
         grade every archive or folder in DIR into a gradebook CSV (written row by row as they finish)
     --staff-report FILE (with --submission or --batch) also writes the full report for staff:
         the student-visible one shows hidden tests' failures in words only
 
-Sections: autograd, functional, activation, linear, loss, mlp.
+PACK is the homework, one of those below (default: this grader's own, named in the
+autograder/pack.txt of its handout or bundle; mlp in the project's checkout). The packs and
+their sections:
 """
+
 import argparse
 import concurrent.futures
 import csv
@@ -26,7 +30,9 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 elif ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from autograder import grading, junit, report, sandbox  # noqa: E402
+from autograder import grading, junit, packs, report, sandbox  # noqa: E402
+
+__doc__ += "".join(f"    {pack.name}: {', '.join(pack.sections)}\n" for pack in packs.PACKS.values())
 
 
 def parse_args(argv):
@@ -35,6 +41,8 @@ def parse_args(argv):
         prog="python autograder/runner.py", description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("sections", nargs="*", metavar="SECTION", help="grade only these sections")
+    parser.add_argument("--pack", choices=list(packs.PACKS), default=packs.default(),
+                        help=f"the homework to grade (default: {packs.default()}, this grader's own)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--submission", metavar="PATH",
                        help="a handin.tar (or .zip), or a folder holding mytorch/, an archive, or one folder "
@@ -104,7 +112,8 @@ def grade_safely(path, tests, options, batch=None):
 def grade_one(args, tests, options):
     result = grade_safely(args.submission, tests, options)
     fmt = args.format or "text"
-    title = f"mytorch autograder: {args.submission} ({'public and hidden' if args.hidden else 'public'} tests)"
+    title = (f"mytorch autograder, {packs.get(args.pack).title}: {args.submission} "
+             f"({'public and hidden' if args.hidden else 'public'} tests)")
     if fmt == "gradescope":
         text = json.dumps(report.gradescope_results(result), indent=1)
     elif fmt == "junit":
@@ -179,7 +188,7 @@ def grade_batch(args, tests, options):
 def grade_tree(args, tests, options):
     result = grade_safely(os.path.realpath(ROOT), tests, options)
     which = f"sections {', '.join(args.sections)}" if args.sections else "all sections"
-    print(report.text_report(result, f"mytorch autograder: public tests, {which}"))
+    print(report.text_report(result, f"mytorch autograder, {packs.get(args.pack).title}: public tests, {which}"))
     print(report.autolab_line(result, tests), flush=True)
     return 1 if result.error else 0
 
@@ -192,7 +201,7 @@ def main(argv=None):
     options = grading.Options(timeout=args.timeout, memory=args.memory * 2 ** 20, disk=args.disk * 2 ** 20,
                               allow_unisolated=args.allow_unisolated, total=args.total_timeout)
     try:
-        tests = grading.select_tests(args.sections, hidden=args.hidden)
+        tests = grading.select_tests(args.sections, hidden=args.hidden, pack=args.pack)
         if args.hidden and args.batch and not args.allow_unisolated:  # (grade() refuses each submission too)
             problems = grading.host_problems(options, args.batch, args.batch)
             if problems:

@@ -1,6 +1,7 @@
 """Reading a hand-in (a folder, a tar archive in any compression, or a zip) into memory, with bounds.
 
-A submission is the ``.py`` files under ``mytorch/`` plus ``hw/mlp.py``; nothing
+A submission is the ``.py`` files under ``mytorch/`` plus the homeworks' files under
+``hw/`` (``hw/mlp.py``, ``hw/cnn.py``, ``hw/rnn.py``: ``packs.submission_hw_files``); nothing
 else is kept. Archives are never extracted: the tar format is read here, block by
 block, from a stream that decompresses gzip, bzip2 or xz itself and stops at
 ``MAX_UNPACKED_BYTES``; zips are read with ``zipfile`` after checking the size of
@@ -21,6 +22,8 @@ import time
 import zipfile
 import zlib
 
+from autograder import packs
+
 MAX_FILES = 500  # files read from mytorch/ and hw/
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_TOTAL_BYTES = 20 * 1024 * 1024  # all files read
@@ -37,7 +40,8 @@ READ_SECONDS = 30.0
 MAX_NOTES = 20  # notes listed one by one; the rest are counted
 
 HAND_IN = ("Hand in the handin.tar that `sh create_tarball.sh` makes in your handout folder "
-           "(or your mytorch/ folder and hw/mlp.py themselves).")
+           "(or your mytorch/ folder and your homework's files under hw/ themselves).")
+HW_FILES = packs.submission_hw_files()
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz", ".zip")
 COMPRESSIONS = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 UNREADABLE = {b"\x28\xb5\x2f\xfd": "a zstd-compressed file", b"7z\xbc\xaf\x27\x1c": "a 7z archive",
@@ -54,11 +58,11 @@ class SubmissionError(ValueError):
 
 
 def wanted(relpath):
-    """True for the files a submission consists of: mytorch/**/*.py and hw/mlp.py."""
+    """True for the files a submission consists of: mytorch/**/*.py and the homeworks' files under hw/."""
     parts = relpath.split("/")
     if "__pycache__" in parts or any(part.startswith(".") for part in parts):
         return False
-    return (parts[0] == "mytorch" and relpath.endswith(".py")) or relpath == "hw/mlp.py"
+    return (parts[0] == "mytorch" and relpath.endswith(".py")) or relpath in HW_FILES
 
 
 def unsafe_name(name):
