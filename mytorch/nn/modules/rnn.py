@@ -51,7 +51,9 @@ class RecurrentCell:
         shapes = {"weight_ih": (rows, input_size), "weight_hh": (rows, hidden_size),
                   "bias_ih": (rows,), "bias_hh": (rows,)}
         for name in PARAMETER_NAMES:
-            value = rng.uniform(-bound, bound, size=shapes[name]).astype(dtype)
+            # Column-major, as Linear's W: the gradient matmul_backward computes for weight.T is then
+            # added into dweight.T in one contiguous pass.
+            value = rng.uniform(-bound, bound, size=shapes[name]).astype(dtype, order="F")
             setattr(self, name, value)
             setattr(self, "d" + name, np.zeros_like(value))
 
