@@ -714,8 +714,9 @@ def test_the_tests_see_only_the_system_python_and_their_sandbox():
     assert isolation["namespaces"] == ["mount", "pid", "net", "ipc"] and isolation["user"] == "own"
     assert all(isolation["hidden"].values()) and isolation["quota"] == "tmpfs"
     top, share, dev, pid, parent, keys, errno = printed(feedback)[0]  # (from the first case; each case prints it)
-    python, temp = (os.path.realpath(p).split(os.sep)[1] for p in (sys.prefix, tempfile.gettempdir()))
-    allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "usr", python, temp}
+    python = {folder.split(os.sep)[1] for folder in zygote.python_folders()}  # a venv and the Python it links to
+    temp = os.path.realpath(tempfile.gettempdir()).split(os.sep)[1]
+    allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "usr", temp} | python
     assert {"dev", "etc", "proc", "usr", temp} <= set(top) <= allowed, top
     assert share == [] and os.listdir(hidden_inside)
     assert dev == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
