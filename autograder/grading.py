@@ -810,8 +810,8 @@ def isolation_problems(isolation, path, batch):
 
 
 def isolation_notes(box, zygote):
-    """For the TA: which ids isolated the tests where the host's uid map is small, and whether anything
-    a test wrote could not be deleted."""
+    """For the TA: which ids isolated the tests where the host's uid map is small, whether the tests could
+    read the Python installation, and whether anything a test wrote could not be deleted."""
     notes = []
     if box.uid is not None and not sandbox.UID_BASE <= box.uid < sandbox.UID_BASE + sandbox.SLOTS * sandbox.PIDS:
         notes.append(f"this host maps few uids (a rootless container?): the tests ran as uid {box.uid}, a mapped "
@@ -820,6 +820,12 @@ def isolation_notes(box, zygote):
         notes.append("this host maps no uid a sandbox could use (a uid map of one id?): the tests ran in a user "
                      "namespace of their own" if zygote.isolation.get("user") == "namespace" else
                      "this host maps no uid a sandbox could use, and refused user namespaces")
+    unreadable = zygote.isolation.get("unreadable")
+    if unreadable:
+        notes.append(f"the sandbox's uid cannot read the Python installation ({', '.join(unreadable)}): the tests "
+                     "could import only the modules the grader loaded before them, so code importing another "
+                     "module of the standard library failed; install Python and NumPy where every user can read "
+                     "them, or grade where namespaces are allowed")
     if zygote.left:
         notes.append(f"{zygote.left} files or folders the tests wrote could not be deleted")
     return notes

@@ -110,7 +110,9 @@ def isolate(config, say):
     ``namespaces`` entered; ``namespace_error`` why none could be; ``filter``: what the
     seccomp filter refuses ("ipc", "keys", "network"); ``quota``: "tmpfs" (a size-limited
     tmpfs), "watch" (the zygote measures what the sandbox uid holds) or None;
-    ``hidden``: per folder asked to hide, whether the tests cannot see into it.
+    ``hidden``: per folder asked to hide, whether the tests cannot see into it;
+    ``unreadable``: the folders of the Python installation the sandbox's uid cannot read
+    (without a new root only).
     """
     uid = config.get("uid")
     report = {"namespaces": [], "filter": [], "quota": None, "hidden": dict.fromkeys(config["hide"], False)}
@@ -131,6 +133,9 @@ def isolate(config, say):
         if not report["namespaces"]:
             kill_leftovers()
             report["quota"] = "watch"
+            # Without a new root the tests see the host's folders with the uid's rights: a Python installed
+            # under a private folder (such as root's home) lets them import only what was imported above.
+            report["unreadable"] = [folder for folder in python_folders() if not os.access(folder, os.R_OK | os.X_OK)]
     elif report["namespaces"]:
         drop_capabilities()
     report["user"] = "own" if uid is not None else "namespace" if report["namespaces"] else "shared"

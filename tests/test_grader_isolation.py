@@ -191,7 +191,7 @@ DEEP_TREE = ["import os, tempfile",
              "open('bottom', 'w').write('x')",
              "os.fchdir(_top)"]
 
-ODD_TREE = ["import fcntl, os, struct, tempfile",
+ODD_TREE = ["import ctypes, os, tempfile",
             "os.chmod('.', 0o700)  # undo the last line, for the next case",
             "_top = os.open('.', os.O_RDONLY)",
             "os.chdir(tempfile.mkdtemp(dir='.'))",
@@ -208,7 +208,7 @@ ODD_TREE = ["import fcntl, os, struct, tempfile",
             "os.mkfifo('fifo')",
             "try:  # chattr +i, which needs CAP_LINUX_IMMUTABLE",
             "    _fd = os.open('ro', os.O_RDONLY)",
-            "    fcntl.ioctl(_fd, 0x40086602, struct.pack('l', 0x10))",
+            "    ctypes.CDLL(None).ioctl(_fd, 0x40086602, ctypes.byref(ctypes.c_long(0x10)))",
             "except OSError:",
             "    pass",
             "os.chmod('d000', 0)",
@@ -231,11 +231,18 @@ def leftovers(tag, key):
 
 
 def network(port):
-    return ["import socket",
-            "_socket = socket.socket()",
-            "_socket.settimeout(2)",
-            f"_socket.connect(('127.0.0.1', {port}))",
-            "_socket.sendall(b'escaped')"]
+    """Connect to 127.0.0.1:``port`` and send a word, through libc (socket is not among the modules the
+    grader preloads, and the sandbox's uid may not be able to read the rest of the standard library)."""
+    return ["import ctypes, os, struct",
+            "_libc = ctypes.CDLL(None, use_errno=True)",
+            "def _checked(result):",
+            "    if result < 0:",
+            "        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))",
+            "    return result",
+            "_fd = _checked(_libc.socket(2, 1, 0))  # AF_INET, SOCK_STREAM",
+            f"_address = struct.pack('=H', 2) + struct.pack('!H', {port}) + bytes([127, 0, 0, 1]) + bytes(8)",
+            "_checked(_libc.connect(_fd, _address, len(_address)))",
+            "_checked(_libc.send(_fd, b'escaped', 7, 0))"]
 
 
 KILL_ALL = ["import os, time",
@@ -414,11 +421,26 @@ def world():
     zygote.remove_tree(hosts["root without namespaces"].temp)
 
 
+def readable_by_others(folder):
+    """True if a user with no rights of its own may list ``folder`` and enter every folder on the way to it."""
+    parts = folder.split(os.sep)
+    steps = [os.sep.join(parts[:i]) or os.sep for i in range(1, len(parts) + 1)]
+    return all(os.stat(step).st_mode & 0o001 for step in steps) and bool(os.stat(folder).st_mode & 0o004)
+
+
 def test_every_host_grades_and_the_report_says_how_where_the_uid_map_is_small(world):
     ok = {name: world["graded"][name]["alice"] for name in HOSTS}
     assert {name: report["error"] for name, report in ok.items()} == dict.fromkeys(HOSTS)
     # a missing guarantee would be a note: there is none
-    assert ok["root"]["notes"] == ok["ordinary user"]["notes"] == ok["root without namespaces"]["notes"] == []
+    assert ok["root"]["notes"] == ok["ordinary user"]["notes"] == []
+    # without a new root the sandbox's uid sees the host's folders: a Python under a private folder (pyenv in
+    # root's home) is unreadable to it, which the report says; elsewhere there is no note either
+    private = [folder for folder in zygote.python_folders() if not readable_by_others(folder)]
+    assert ok["root without namespaces"]["notes"] == ([
+        f"the sandbox's uid cannot read the Python installation ({', '.join(private)}): the tests could import "
+        "only the modules the grader loaded before them, so code importing another module of the standard "
+        "library failed; install Python and NumPy where every user can read them, or grade where namespaces are "
+        "allowed"] if private else [])
     assert any(re.search(r"the tests ran as uid 655\d\d, a mapped uid without an account", note)
                for note in ok["small uid map"]["notes"]), ok["small uid map"]
     assert any("in a user namespace of their own" in note for note in ok["one-uid map"]["notes"]), ok["one-uid map"]
@@ -439,7 +461,7 @@ def test_each_attack_costs_its_own_test_only(world, name):
     results = world["graded"][name]["mallory-hostile"]["results"]
     lost = {test for test, (score, points, _, _) in results.items() if score < points}
     attacked = {"functional/log_backward", "functional/outer_backward"}
-    assert lost == attacked | {"hidden: " + test for test in attacked}, lost
+    assert lost == attacked | {"hidden: " + test for test in attacked}, {test: results[test] for test in lost}
     assert all(results[test][2] == "error" for test in lost)
     filled = results["functional/log_backward"][3]
     assert re.search(r"\| \.\. \[Errno (13|30)\] (Permission denied|Read-only file system)", filled), filled
