@@ -53,7 +53,6 @@ class CNN:
         self.momentum = momentum
         self.autograd_engine = autograd_engine
         self.dtype = np.dtype(dtype)
-        self.train_mode = True
         self.layers, self.parameter_layers = [], []
         size, in_channels = self.input_shape[1:], self.input_shape[0]
         for out_channels, kernel in zip(channels, kernel_sizes):
@@ -121,12 +120,10 @@ class CNN:
 
     def train(self):
         """Training mode, kept for the course's API: no layer here behaves differently, so it changes nothing."""
-        self.train_mode = True
         return self
 
     def eval(self):
         """Evaluation mode (see ``train``); evaluation passes record nothing under ``autograd_engine.no_grad()``."""
-        self.train_mode = False
         return self
 
     def __repr__(self):

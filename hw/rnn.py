@@ -40,7 +40,6 @@ class GRUClassifier:
         self.linear = nn.Linear(hidden_size, output_size, autograd_engine, rng=rng, dtype=dtype)
         self.criterion = nn.SoftmaxCrossEntropy(autograd_engine)
         self.optimizer = optim.Adam(self.parameters(), lr=lr)
-        self.train_mode = True
         self.output = None
 
     def parameters(self):
@@ -93,12 +92,10 @@ class GRUClassifier:
 
     def train(self):
         """Training mode, kept for the course's API: no layer here behaves differently, so it changes nothing."""
-        self.train_mode = True
         return self
 
     def eval(self):
         """Evaluation mode (see ``train``); evaluation passes record nothing under ``autograd_engine.no_grad()``."""
-        self.train_mode = False
         return self
 
     def __repr__(self):
