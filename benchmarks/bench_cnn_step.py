@@ -22,7 +22,6 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 import bench_step  # noqa: E402  (sets one BLAS thread before NumPy loads)
 
-import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -151,22 +150,11 @@ def table_row(dtype, batch, times):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batches", type=bench_step.comma_list(int), default=[1, 64, 256])
-    parser.add_argument("--dtypes", type=bench_step.comma_list(str), default=["float32", "float64"])
-    parser.add_argument("--seconds", type=float, default=20.0, help="time spent measuring each configuration")
-    parser.add_argument("--min-rounds", type=int, default=20, help="interleaved rounds at least")
-    parser.add_argument("--block-ms", type=float, default=50.0, help="about how long one timed block runs")
-    parser.add_argument("--quick", action="store_true", help="1 s and 3 rounds per configuration (a smoke test)")
-    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser = bench_step.timing_parser(__doc__.split("\n")[0], batches=[1, 64, 256], dtypes=["float32", "float64"],
+                                      seconds=20.0, min_rounds=20, block_ms=50.0, quick=(1.0, 3))
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                         help="tuned: keep freed memory in glibc's heap, as hw/cnn_runner.py does")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.min_rounds = 1.0, 3
-    for dtype in args.dtypes:
-        if dtype not in TOLERANCE:
-            parser.error(f"--dtypes: {dtype!r} is not one of {sorted(TOLERANCE)}")
+    args = bench_step.timing_arguments(parser, argv, TOLERANCE)
     with_torch = not args.no_torch and torch_available()
     if with_torch:
         import torch

@@ -22,14 +22,13 @@ import sys
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_step import comma_list, machine_description, time_steps  # noqa: E402
+from bench_step import machine_description, time_steps, timing_arguments, timing_parser  # noqa: E402
 from step_impls import REPO_ROOT, torch_available  # noqa: E402
 
 if REPO_ROOT not in sys.path:
@@ -173,21 +172,10 @@ def markdown_table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batches", type=comma_list(int), default=[1, 32, 128])
-    parser.add_argument("--dtypes", type=comma_list(str), default=["float32", "float64"])
-    parser.add_argument("--seconds", type=float, default=10.0, help="time spent measuring each configuration")
-    parser.add_argument("--min-rounds", type=int, default=20, help="interleaved rounds at least")
-    parser.add_argument("--block-ms", type=float, default=20.0, help="about how long one timed block runs")
-    parser.add_argument("--quick", action="store_true", help="0.5 s and 3 rounds per configuration")
-    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser = timing_parser(__doc__.split("\n")[0], batches=[1, 32, 128], dtypes=["float32", "float64"],
+                           seconds=10.0, min_rounds=20, block_ms=20.0, quick=(0.5, 3))
     parser.add_argument("--json", help="also write the raw results to this file")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.min_rounds = 0.5, 3
-    for dtype in args.dtypes:
-        if dtype not in TOLERANCE:
-            parser.error(f"--dtypes: {dtype!r} is not one of {sorted(TOLERANCE)}")
+    args = timing_arguments(parser, argv, TOLERANCE)
     keep_heap_memory()
     impl_classes = [TapeStep]
     if not args.no_torch and torch_available():

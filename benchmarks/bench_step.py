@@ -315,28 +315,44 @@ def comma_list(convert):
     return lambda text: [convert(part) for part in text.split(",")]
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--malloc", choices=["both"] + list(MALLOC_SETTINGS), default="both")
-    parser.add_argument("--batches", type=comma_list(int), default=[1, 32, 128, 512])
-    parser.add_argument("--dtypes", type=comma_list(str), default=["float64", "float32"])
-    parser.add_argument("--seconds", type=float, default=10.0, help="time spent measuring each configuration")
-    parser.add_argument("--min-rounds", type=int, default=50, help="interleaved rounds at least")
-    parser.add_argument("--block-ms", type=float, default=2.0, help="about how long one timed block runs")
-    parser.add_argument("--quick", action="store_true", help="0.5 s and 5 rounds per configuration "
-                        "(a smoke test, not a measurement)")
+def timing_parser(description, batches, dtypes, seconds, min_rounds, block_ms, quick):
+    """The options every step benchmark shares: batches, dtypes, how long and how finely to time, --quick
+    (``quick`` = (seconds, rounds): a smoke test, not a measurement) and --no-torch."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--batches", type=comma_list(int), default=batches)
+    parser.add_argument("--dtypes", type=comma_list(str), default=dtypes)
+    parser.add_argument("--seconds", type=float, default=seconds, help="time spent measuring each configuration")
+    parser.add_argument("--min-rounds", type=int, default=min_rounds, help="interleaved rounds at least")
+    parser.add_argument("--block-ms", type=float, default=block_ms, help="about how long one timed block runs")
+    parser.add_argument("--quick", action="store_const", const=quick, help=f"{quick[0]:g} s and {quick[1]} rounds "
+                        "per configuration (a smoke test, not a measurement)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    return parser
+
+
+def timing_arguments(parser, argv, tolerance):
+    """``parser``'s arguments, with --quick applied and every dtype checked against ``tolerance``'s keys."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.min_rounds = args.quick
+    for dtype in args.dtypes:
+        if dtype not in tolerance:
+            parser.error(f"--dtypes: {dtype!r} is not one of {sorted(tolerance)}")
+    return args
+
+
+def main(argv=None):
+    parser = timing_parser(__doc__.split("\n")[0], batches=[1, 32, 128, 512], dtypes=["float64", "float32"],
+                           seconds=10.0, min_rounds=50, block_ms=2.0, quick=(0.5, 5))
+    parser.add_argument("--malloc", choices=["both"] + list(MALLOC_SETTINGS), default="both")
     parser.add_argument("--runs", type=int, default=3, help="child processes per engine and malloc setting")
     parser.add_argument("--engine", action="append", type=engine_option, metavar="LABEL=PATH",
                         help="measure the mytorch in PATH (repeat to compare engines; default: this checkout)")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--child", choices=list(MALLOC_SETTINGS), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = timing_arguments(parser, argv, TOLERANCE)
     if args.quick:
-        args.seconds, args.min_rounds, args.runs = 0.5, 5, 1
-    for dtype in args.dtypes:
-        if dtype not in TOLERANCE:
-            parser.error(f"--dtypes: {dtype!r} is not one of {sorted(TOLERANCE)}")
+        args.runs = 1
     if args.child:
         run_child(args)
         return 0
