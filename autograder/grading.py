@@ -758,8 +758,8 @@ def grade(path, tests, options, batch=None):
                 done = iter(run_tests(zygote, run, options, start + options.total, notes, given))
                 results = [Result(test, 0.0, "error", "not run: " + refused) if refused and test.hidden
                            else next(done) for test in tests]
-            if not own_tree:
-                notes += isolation_notes(box, zygote) + problems
+            if not own_tree:  # (a refusal already names the problems)
+                notes += isolation_notes(box, zygote) + ([] if refused else problems)
     except sandbox.SandboxError as error:
         return Report(path, [], notes, error=str(error), elapsed=time.monotonic() - start)
     except Exception as error:  # the grader's own failure: this report says so, a batch goes on

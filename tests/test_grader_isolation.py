@@ -524,6 +524,7 @@ def test_without_user_namespaces_hidden_tests_need_the_opt_in_and_the_attacks_sh
     refused = host.grade(forger)["mallory-forger"]
     note = next(note for note in refused["notes"] if note.startswith("the hidden tests were not run"))
     assert refused["error"] is None and "--allow-unisolated" in note and "the grader's own user" in note
+    assert sum("could read and change whatever it can" in n for n in refused["notes"]) == 1  # said once
     not_run = {test: r for test, r in refused["results"].items() if test.startswith("hidden: ")}
     assert not_run and all(score == 0 and status == "error" and feedback == "not run: " + note
                            for score, _, status, feedback in not_run.values())
